@@ -1,0 +1,1 @@
+"""Pure drawing functions: data in, figure out. No model calls and no Streamlit here."""

@@ -1,0 +1,1 @@
+"""Everything the handbook computes. Plain Python, numpy and torch: no Streamlit here."""

@@ -1,0 +1,25 @@
+"""The one bounded input for user text, bound to the URL so the page link carries it."""
+from __future__ import annotations
+
+import streamlit as st
+
+from engine.text_limits import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, bound_text
+from engine.tokens import token_offsets
+from ui.models import lm
+
+
+def prompt_input(key: str, default: str, label: str = "Your text", *, max_chars: int = DEFAULT_MAX_CHARS,
+                 max_tokens: int = DEFAULT_MAX_TOKENS, height: int | None = None, help: str | None = None) -> str:
+    """A text area whose value is cleaned and cut to the limits; a note says what was cut. Returns the text."""
+    kwargs = dict(value=default, key=key, bind="query-params", help=help or
+                  f"Up to {max_tokens} tokens (and {max_chars:,} characters); longer text is cut with a note.")
+    if height:
+        raw = st.text_area(label, height=height, **kwargs)
+    else:
+        raw = st.text_input(label, **kwargs)
+    model = lm()
+    bounded = bound_text(raw, lambda text: token_offsets(model, text), max_chars, max_tokens)
+    for note in bounded.notes:
+        st.caption(f":material/content_cut: {note}")
+    return bounded.text
+
