@@ -1,9 +1,11 @@
+import pandas as pd
 import streamlit as st
 
 from charts.distributions import next_token_bars
 from engine.tokens import visible
 from ui import concept_page, lm, prompt_input
 from ui.cached import continuation, next_token
+from ui.charts import show_chart
 
 PROMPT_KEY = "prompt"
 DEFAULT_PROMPT = "The capital of France is"
@@ -32,11 +34,13 @@ with concept_page("next-token"):
     dist = next_token(prompt)
     top = dist.top(lm(), k)
     with left:
-        st.plotly_chart(
-            next_token_bars([visible(t.text) for t in top], [t.probability for t in top],
-                            [t.id for t in top], [t.logit for t in top],
-                            title=f"What SmolLM2 expects after your {len(dist.prompt_ids)}-token prompt"),
-            key="next_token_chart", config={"displaylogo": False})
+        show_chart(next_token_bars([visible(t.text) for t in top], [t.probability for t in top],
+                                   [t.id for t in top], [t.logit for t in top],
+                                   title=f"What SmolLM2 expects after your {len(dist.prompt_ids)}-token prompt"),
+                   pd.DataFrame({"rank": range(1, len(top) + 1), "token": [t.text for t in top],
+                                 "token_id": [t.id for t in top], "logit": [t.logit for t in top],
+                                 "probability": [t.probability for t in top]}),
+                   name="next-token-probabilities", key="next_token_chart")
         a, b, c = st.columns(3)
         a.metric("Top token", visible(top[0].text), f"{100 * top[0].probability:.1f}%", delta_color="off")
         b.metric("Top-k covers", f"{100 * sum(t.probability for t in top):.1f}%",

@@ -1,0 +1,32 @@
+"""Run one page of the app in Streamlit's AppTest, as a visitor would open it (optionally from a share link)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRST_RUN_TIMEOUT = 180  # the first run in a process loads the model
+
+
+def open_page(slug: str, params: dict | None = None, timeout: float = FIRST_RUN_TIMEOUT) -> AppTest:
+    """Open /<slug> through app.py's navigation, with `params` as the link's query parameters."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout).run()  # registers the pages
+    for key, value in (params or {}).items():
+        at.query_params[key] = value
+    at.switch_page(f"app_pages/{slug.replace('-', '_')}.py")
+    return at.run()
+
+
+def shown_text(at: AppTest) -> str:
+    """Everything a reader can read on the page: markdown, captions, metrics, infos, errors, code."""
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "code", "text")
+             for e in getattr(at, kind)]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    return "\n".join(str(p) for p in parts)
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error if "This demo hit a problem" in str(e.value)]
+    assert not errors, errors
