@@ -68,16 +68,13 @@ def browser_page(width: int = 1400, height: int = 1000):
 
 
 def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until Streamlit has finished running the script (no 'running' status widget)."""
+    """Wait until Streamlit has run the script to its end and every plotly chart is drawn."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
     page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout_ms)
-    page.wait_for_timeout(500)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
-    # Plotly draws after the script finishes: wait until every chart on the page has its SVG.
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
         ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(400)
 
 
 if __name__ == "__main__":  # python -m tests.browser URL OUT.png : a quick screenshot of a running app

@@ -28,15 +28,12 @@ def concept_page(slug: str):
     st.caption(f"{c.section} · concept {c.order}")
     st.title(c.title)
     st.markdown(f"*{c.summary}*")
-    intuition, mechanism = st.columns(2, gap="large")
+    intuition, mechanism = st.tabs(["Intuition", "How it works"])
     with intuition:
-        st.subheader("Intuition", anchor="intuition")
         st.markdown(c.section_text("Intuition"))
     with mechanism:
-        st.subheader("How it works", anchor="how-it-works")
         st.markdown(c.section_text("How it works"))
-    st.divider()
-    st.header("Try it", anchor="try-it")
+    st.header("Try it", anchor="try-it", divider="gray")
     demo = st.container()
     with demo:
         try:

@@ -1,0 +1,217 @@
+"""Attention in SmolLM2: capture every head's weights for a text, redo one head's row by hand, read head statistics.
+
+Indices here are 0-based (layer 0..29, head 0..8, positions 0..T-1); pages may show them 1-based.
+`hidden_states[L]` of a forward pass is the residual stream entering layer L (for L < 30); the last entry,
+`hidden_states[30]`, comes after the final norm and enters no layer.
+
+Nothing here changes the shared model: the hand computation calls its modules (norms, projections,
+rotary embedding) as plain functions under `torch.inference_mode()`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.forward import forward
+from engine.live_model import LiveModel
+from engine.tokens import decode_each, token_ids
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionCapture:
+    """Every attention weight and residual-stream vector of one forward pass. Arrays are read-only."""
+    ids: list[int]
+    tokens: list[str]            # each token decoded on its own
+    attentions: np.ndarray       # [layers, heads, T, T] float32; rows sum to 1, zero above the diagonal
+    hidden_states: np.ndarray    # [layers + 1, T, d_model] float32
+
+    @property
+    def layers(self) -> int:
+        return self.attentions.shape[0]
+
+    @property
+    def heads(self) -> int:
+        return self.attentions.shape[1]
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+def capture(lm: LiveModel, text: str) -> AttentionCapture:
+    ids = token_ids(lm, text)
+    if not ids:
+        raise ValueError("the text is empty")
+    fp = forward(lm, ids, attentions=True, hidden_states=True)
+    attentions, hidden = fp.attentions, fp.hidden_states
+    attentions.flags.writeable = False  # shared through a cache by every session: read-only
+    hidden.flags.writeable = False
+    return AttentionCapture(ids=list(ids), tokens=decode_each(lm, ids), attentions=attentions, hidden_states=hidden)
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionStep:
+    """One query row of one head, computed by hand from the model's own vectors, every stage kept."""
+    layer: int
+    head: int
+    kv_head: int                 # the key/value head this query head shares (grouped-query attention)
+    query: int                   # position i
+    head_dim: int
+    q: np.ndarray                # [head_dim] query of position i, after RoPE
+    keys: np.ndarray             # [T, head_dim] keys of every position, after RoPE
+    values: np.ndarray           # [T, head_dim]
+    raw_scores: np.ndarray       # [T] q . k_j for every j (also the later ones, which the mask then removes)
+    scaled_scores: np.ndarray    # [T] raw / sqrt(head_dim)
+    masked_scores: np.ndarray    # [T] scaled, with -inf where j > i
+    weights: np.ndarray          # [T] softmax of the masked scores; zero where j > i
+    output: np.ndarray           # [head_dim] sum_j weights_j v_j: this head's output before W_O
+    model_weights: np.ndarray    # [T] the model's own attention row (eager attention)
+    layer_output_check: float    # max |difference| between the next residual state rebuilt by hand and the model's
+
+    @property
+    def scale(self) -> float:
+        return math.sqrt(self.head_dim)
+
+    @property
+    def max_abs_difference(self) -> float:
+        return float(np.max(np.abs(self.weights - self.model_weights)))
+
+
+def _layer_projections(lm: LiveModel, hidden_in: np.ndarray, layer: int):
+    """Q, K, V of every head at `layer` for the residual stream `hidden_in` [T, d_model], RoPE applied.
+
+    Returns torch tensors q [heads, T, d], k [kv_heads, T, d], v [kv_heads, T, d] in float32.
+    """
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    model = lm.model.model
+    block = model.layers[layer]
+    attn = block.self_attn
+    d = attn.head_dim
+    x = torch.from_numpy(np.array(hidden_in, dtype=np.float32))[None]  # copy: the cached array stays read-only
+    length = x.shape[1]
+    normed = block.input_layernorm(x)
+    q = attn.q_proj(normed).view(1, length, -1, d).transpose(1, 2)
+    k = attn.k_proj(normed).view(1, length, -1, d).transpose(1, 2)
+    v = attn.v_proj(normed).view(1, length, -1, d).transpose(1, 2)
+    positions = torch.arange(length)[None]
+    cos, sin = model.rotary_emb(x, positions)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    return q[0], k[0], v[0]
+
+
+def _softmax_row(masked: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(masked)
+    z = np.zeros_like(masked)
+    z[finite] = np.exp(masked[finite] - masked[finite].max())
+    return z / z.sum()
+
+
+def _row_by_hand(q: np.ndarray, keys: np.ndarray, query: int, head_dim: int):
+    raw = keys @ q
+    scaled = raw / math.sqrt(head_dim)
+    masked = scaled.copy()
+    masked[query + 1:] = -np.inf
+    return raw, scaled, masked, _softmax_row(masked)
+
+
+def attention_step(lm: LiveModel, cap: AttentionCapture, layer: int, head: int, query: int) -> AttentionStep:
+    """Redo head `head` of layer `layer` for query position `query` from the captured residual stream."""
+    layers, heads, length = cap.layers, cap.heads, cap.length
+    if not (0 <= layer < layers and 0 <= head < heads and 0 <= query < length):
+        raise IndexError(f"layer {layer}, head {head}, query {query} out of range ({layers}, {heads}, {length})")
+    with torch.inference_mode():
+        q_all, k_all, v_all = _layer_projections(lm, cap.hidden_states[layer], layer)
+        group = q_all.shape[0] // k_all.shape[0]
+        head_dim = q_all.shape[-1]
+        q_np = q_all.double().numpy()
+        k_np, v_np = k_all.double().numpy(), v_all.double().numpy()
+        outputs = []
+        for h in range(heads):  # all heads of this query, to rebuild the layer's output as a check
+            _, _, _, w = _row_by_hand(q_np[h, query], k_np[h // group], query, head_dim)
+            outputs.append(w @ v_np[h // group])
+        kv = head // group
+        raw, scaled, masked, weights = _row_by_hand(q_np[head, query], k_np[kv], query, head_dim)
+        check = _layer_output_difference(lm, cap, layer, query, np.concatenate(outputs))
+    return AttentionStep(
+        layer=layer, head=head, kv_head=kv, query=query, head_dim=head_dim,
+        q=q_np[head, query], keys=k_np[kv], values=v_np[kv],
+        raw_scores=raw, scaled_scores=scaled, masked_scores=masked, weights=weights, output=outputs[head],
+        model_weights=cap.attentions[layer, head, query].astype(np.float64),
+        layer_output_check=check,
+    )
+
+
+def _layer_output_difference(lm: LiveModel, cap: AttentionCapture, layer: int, query: int,
+                             heads_concat: np.ndarray) -> float:
+    """Push the hand-made head outputs through W_O, the residual, the MLP (and the final norm after the last
+    layer) and compare with the model's own next hidden state at this position."""
+    model = lm.model.model
+    block = model.layers[layer]
+    x = torch.from_numpy(np.array(cap.hidden_states[layer, query], dtype=np.float32))
+    attn_out = block.self_attn.o_proj(torch.from_numpy(heads_concat.astype(np.float32)))
+    h = x + attn_out
+    h = h + block.mlp(block.post_attention_layernorm(h))
+    if layer == cap.layers - 1:
+        h = model.norm(h)
+    return float((h - torch.from_numpy(np.array(cap.hidden_states[layer + 1, query]))).abs().max())
+
+
+@dataclass(frozen=True, eq=False)
+class HeadStats:
+    """Per-head statistics of one text, each [layers, heads], averaged over query positions 1..T-1.
+
+    Position 0 is left out: it can only see itself, so its row is always [1] and says nothing about the head.
+    """
+    entropy_bits: np.ndarray       # mean entropy of a query's weights, in bits
+    mean_distance: np.ndarray      # mean of sum_j a_ij (i - j), in tokens
+    first_token_share: np.ndarray  # mean weight on position 0 (the attention sink)
+    previous_token_share: np.ndarray  # mean weight on position i - 1
+    self_share: np.ndarray         # mean weight on position i itself
+    queries: int                   # how many query positions were averaged
+
+    def as_rows(self) -> list[dict]:
+        layers, heads = self.entropy_bits.shape
+        return [dict(layer=l, head=h, entropy_bits=float(self.entropy_bits[l, h]),
+                     mean_distance=float(self.mean_distance[l, h]),
+                     first_token_share=float(self.first_token_share[l, h]),
+                     previous_token_share=float(self.previous_token_share[l, h]),
+                     self_share=float(self.self_share[l, h]))
+                for l in range(layers) for h in range(heads)]
+
+
+def head_stats(attentions: np.ndarray) -> HeadStats:
+    """Entropy, attended distance, sink share and previous-token share of every head. Needs T >= 2."""
+    length = attentions.shape[-1]
+    if length < 2:
+        raise ValueError("head statistics need at least two tokens")
+    a = attentions[..., 1:, :].astype(np.float64)               # queries 1..T-1
+    rows = np.arange(1, length)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(a > 0, a * np.log2(a), 0.0)
+    entropy = -plogp.sum(-1).mean(-1)
+    distance = (rows[:, None] - np.arange(length)[None, :]).clip(min=0)   # i - j, zero where masked
+    mean_distance = (a * distance).sum(-1).mean(-1)
+    first = a[..., 0].mean(-1)
+    previous = a[..., np.arange(length - 1), rows - 1].mean(-1)
+    itself = a[..., np.arange(length - 1), rows].mean(-1)
+    return HeadStats(entropy_bits=entropy, mean_distance=mean_distance, first_token_share=first,
+                     previous_token_share=previous, self_share=itself, queries=length - 1)
+
+
+def pooled(attention: np.ndarray, size: int) -> np.ndarray:
+    """Shrink [..., T, T] maps to at most [..., size, size] for thumbnails.
+
+    Keys are summed within each block and queries averaged, so every pooled row still sums to 1 and a
+    sink's weight on the first token stays in the first column.
+    """
+    length = attention.shape[-1]
+    if length <= size:
+        return attention
+    edges = np.linspace(0, length, size + 1).round().astype(int)
+    summed = np.add.reduceat(attention, edges[:-1], axis=-1)
+    counts = np.diff(edges)
+    return np.add.reduceat(summed, edges[:-1], axis=-2) / counts[:, None]
