@@ -42,7 +42,8 @@ with concept_page("next-token"):
                                  "probability": [t.probability for t in top]}),
                    name="next-token-probabilities", key="next_token_chart")
         a, b, c = st.columns(3)
-        a.metric("Top token", visible(top[0].text), f"{100 * top[0].probability:.1f}%", delta_color="off")
+        a.metric(f"Top token: {visible(top[0].text)}", f"{100 * top[0].probability:.1f}%",
+                 help=f"Token id {top[0].id}, logit {top[0].logit:.2f}. ␣ marks a leading space.")
         b.metric("Top-k covers", f"{100 * sum(t.probability for t in top):.1f}%",
                  help=f"Share of the probability mass held by the {k} tokens shown; the rest is spread "
                       f"over the other {dist.logits.size - k:,} tokens.")

@@ -215,3 +215,33 @@ def pooled(attention: np.ndarray, size: int) -> np.ndarray:
     summed = np.add.reduceat(attention, edges[:-1], axis=-1)
     counts = np.diff(edges)
     return np.add.reduceat(summed, edges[:-1], axis=-2) / counts[:, None]
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What the statistics say about one text, ready to be put into words. Indices are 0-based."""
+    previous_token_heads: list[tuple[int, int, float]]  # (layer, head, share) above the threshold, largest first
+    sink_layers: list[int]                  # layers whose heads put, on average, over half their weight on token 0
+    layer_first_share: np.ndarray           # [layers] mean first-token share over the layer's heads
+    strongest_sink: tuple[int, int, float]
+    most_focused: tuple[int, int, float]    # lowest mean entropy (bits)
+    most_spread: tuple[int, int, float]     # highest mean entropy (bits)
+    uniform_share: float                    # weight on any one visible token if attention were spread evenly
+    threshold: float
+
+
+def findings(stats: HeadStats, threshold: float = 0.5) -> Findings:
+    def top(values: np.ndarray, pick=np.argmax) -> tuple[int, int, float]:
+        l, h = np.unravel_index(pick(values), values.shape)
+        return int(l), int(h), float(values[l, h])
+
+    prev = stats.previous_token_share
+    heads = sorted(((int(l), int(h), float(prev[l, h])) for l, h in np.argwhere(prev > threshold)),
+                   key=lambda t: -t[2])
+    per_layer = stats.first_token_share.mean(1)
+    # Query i sees i + 1 tokens; even spreading would give each 1 / (i + 1), averaged over the queries used.
+    uniform = float(np.mean(1.0 / np.arange(2, stats.queries + 2)))
+    return Findings(previous_token_heads=heads, sink_layers=[int(l) for l in np.flatnonzero(per_layer > 0.5)],
+                    layer_first_share=per_layer, strongest_sink=top(stats.first_token_share),
+                    most_focused=top(stats.entropy_bits, np.argmin), most_spread=top(stats.entropy_bits),
+                    uniform_share=uniform, threshold=threshold)

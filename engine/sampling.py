@@ -57,7 +57,7 @@ def top_p_mask(probabilities: np.ndarray, p: float) -> np.ndarray:
     """True for the smallest most-probable set whose mass reaches p (renormalised over the nonzero tokens).
 
     A token is dropped only when the tokens ranked above it already hold at least p, so the top token
-    always survives: the nucleus is never empty. p >= 1 keeps every token with nonzero probability.
+    always survives: the nucleus is never empty. p >= 1 switches the filter off (every token kept).
     """
     probs = np.asarray(probabilities, dtype=np.float64)
     total = probs.sum()
@@ -66,7 +66,7 @@ def top_p_mask(probabilities: np.ndarray, p: float) -> np.ndarray:
     probs = probs / total
     p = float(p)
     if not p < 1.0:  # p >= 1 or NaN: no truncation
-        return probs > 0
+        return np.ones(probs.size, dtype=bool)
     order = np.argsort(-probs, kind="stable")
     before = np.cumsum(probs[order]) - probs[order]  # mass of the tokens ranked above each one
     keep_sorted = before < p
@@ -81,10 +81,10 @@ def nucleus_size(probabilities: np.ndarray, p: float) -> int:
 
 
 def min_p_mask(probabilities: np.ndarray, min_p: float) -> np.ndarray:
-    """True where p_i >= min_p * max(p). min_p <= 0 keeps every token with nonzero probability."""
+    """True where p_i >= min_p * max(p). min_p <= 0 switches the filter off (every token kept)."""
     probs = np.asarray(probabilities, dtype=np.float64)
     if not float(min_p) > 0.0:
-        return probs > 0
+        return np.ones(probs.size, dtype=bool)
     return probs >= float(min_p) * probs.max()
 
 
@@ -123,9 +123,12 @@ def sampling_filter(logits: np.ndarray, temperature: float = 1.0, top_k: int = 0
     top_k <= 0, top_p >= 1 and min_p <= 0 switch a filter off. Temperature 0 keeps only the argmax.
     """
     scaled = apply_temperature(logits, temperature)
-    k_mask = top_k_mask(np.asarray(logits, dtype=np.float64), top_k) & (scaled > 0)
-    p_mask = k_mask & top_p_mask(np.where(k_mask, scaled, 0.0), top_p)
-    keep = p_mask & min_p_mask(np.where(p_mask, scaled, 0.0), min_p)
+    if not float(temperature) > 0.0:  # greedy: only the argmax is ever chosen, whatever the filters say
+        k_mask = p_mask = keep = scaled > 0
+    else:
+        k_mask = top_k_mask(np.asarray(logits, dtype=np.float64), top_k)
+        p_mask = k_mask & top_p_mask(np.where(k_mask, scaled, 0.0), top_p)
+        keep = p_mask & min_p_mask(np.where(p_mask, scaled, 0.0), min_p)
     return FilterResult(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
                         scaled=scaled, after_top_k=k_mask, after_top_p=p_mask, keep=keep,
                         final=_renormalise(scaled, keep))

@@ -1,0 +1,311 @@
+"""SmolLM2's token embedding matrix: words to rows, projections to 2-D/3-D, cosine neighbours, analogies.
+
+The matrix is the model's own `embed_tokens.weight` (49,152 x 576, tied to the output layer). It is
+only ever read: `embedding_matrix` hands out a read-only view, and every computation that needs a
+changed copy (normalising, centring) makes one.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.live_model import LiveModel
+
+METHODS = ("pca", "tsne", "umap")
+METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+MAX_GROUPS = 7            # one Okabe-Ito colour each (its black is kept off the scatter)
+MAX_WORDS_PER_GROUP = 30
+MAX_WORDS = 150
+MAX_WORD_CHARS = 40
+MAX_WORD_TOKENS = 8
+MIN_POINTS_NONLINEAR = 5  # below this t-SNE and UMAP have no neighbourhoods to keep; PCA is used instead
+_SPLIT = re.compile(r"[,\n;]")
+_WHOLE_WORD_PIECE = re.compile(r"Ġ[A-Za-z]{2,}")  # byte-level BPE: 'Ġ' is the leading space
+
+
+# ---------------------------------------------------------------- the matrix
+
+def embedding_matrix(lm: LiveModel) -> np.ndarray:
+    """The model's embedding rows as a read-only float32 view (no copy; writing to it raises)."""
+    view = lm.model.model.embed_tokens.weight.detach().numpy().view()
+    view.flags.writeable = False
+    return view
+
+
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """A new float32 array with every row scaled to length 1, so a dot product is a cosine."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    out = matrix / np.maximum(norms, 1e-12)
+    return out.astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------- words to tokens
+
+@dataclass(frozen=True)
+class WordTokens:
+    """A word as the model sees it: the exact string looked up and the token(s) it becomes."""
+    word: str                 # as the user typed it (trimmed)
+    form: str                 # the string tokenized, e.g. " king"
+    ids: tuple[int, ...]
+    pieces: tuple[str, ...]   # each token decoded on its own
+
+    @property
+    def multi(self) -> bool:
+        return len(self.ids) > 1
+
+
+def lookup_word(lm: LiveModel, word: str, leading_space: bool = True) -> WordTokens:
+    """Tokenize `word` as it appears inside running text (" word") or at the very start ("word").
+
+    A long word is cut to MAX_WORD_TOKENS tokens. An empty word has no tokens.
+    """
+    word = (word or "").strip()[:MAX_WORD_CHARS]
+    form = f" {word}" if leading_space and word else word
+    if not form:
+        return WordTokens(word, form, (), ())
+    with lm.tokenizing() as tok:
+        ids = tok(form, add_special_tokens=False)["input_ids"][:MAX_WORD_TOKENS]
+        pieces = tuple(tok.decode([i]) for i in ids)
+    return WordTokens(word, form, tuple(int(i) for i in ids), pieces)
+
+
+def word_vector(matrix: np.ndarray, ids: tuple[int, ...] | list[int]) -> np.ndarray:
+    """A word's vector: its token's row, or the mean of its tokens' rows when it splits into several."""
+    if not ids:
+        raise ValueError("a word needs at least one token")
+    return matrix[list(ids)].astype(np.float64).mean(axis=0)
+
+
+def token_texts(lm: LiveModel, ids) -> list[str]:
+    with lm.tokenizing() as tok:
+        return [tok.decode([int(i)]) for i in ids]
+
+
+def background_ids(lm: LiveModel, n: int) -> list[int]:
+    """The `n` lowest-id tokens that are a space followed by letters.
+
+    BPE numbers its merges in the order it learned them, so low ids are frequent words and word starts
+    (' the', ' of', ' con'...): a fair sample of the everyday vocabulary around the chosen words.
+    """
+    if n <= 0:
+        return []
+    with lm.tokenizing() as tok:
+        pieces = tok.convert_ids_to_tokens(list(range(min(lm.card.vocab_size, 20_000))))
+    return [i for i, p in enumerate(pieces) if _WHOLE_WORD_PIECE.fullmatch(p)][:n]
+
+
+# ---------------------------------------------------------------- word groups
+
+@dataclass(frozen=True)
+class WordGroup:
+    name: str
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParsedGroups:
+    groups: tuple[WordGroup, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def word_count(self) -> int:
+        return sum(len(g.words) for g in self.groups)
+
+
+def parse_groups(text: str) -> ParsedGroups:
+    """Read one group per line, `name: word, word, ...` (the name is optional).
+
+    Duplicates are dropped (a word stays in the first group that names it); group, word and length
+    limits are enforced with a note for each cut, so any text yields a usable, bounded result.
+    """
+    notes: list[str] = []
+    groups: list[WordGroup] = []
+    seen: set[str] = set()
+    dropped_groups = dropped_words = duplicates = 0
+    total = 0
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        name, sep, rest = line.partition(":")
+        if not sep:
+            name, rest = "", line
+        if not any(w.strip() for w in _SPLIT.split(rest)):
+            continue
+        if len(groups) >= MAX_GROUPS:
+            dropped_groups += 1
+            continue
+        words: list[str] = []
+        for raw in _SPLIT.split(rest):
+            word = " ".join(raw.split())[:MAX_WORD_CHARS]
+            if not word:
+                continue
+            if word in seen:
+                duplicates += 1
+                continue
+            if len(words) >= MAX_WORDS_PER_GROUP or total >= MAX_WORDS:
+                dropped_words += 1
+                continue
+            seen.add(word)
+            words.append(word)
+            total += 1
+        if not words:
+            continue
+        name = " ".join(name.split())[:30] or f"group {len(groups) + 1}"
+        groups.append(WordGroup(name, tuple(words)))
+    if dropped_groups:
+        notes.append(f"Only the first {MAX_GROUPS} groups are shown ({dropped_groups} more ignored).")
+    if dropped_words:
+        notes.append(f"Kept at most {MAX_WORDS_PER_GROUP} words per group and {MAX_WORDS} in all "
+                     f"({dropped_words} ignored).")
+    if duplicates:
+        notes.append(f"{duplicates} repeated word(s) kept once, in the first group that lists them.")
+    return ParsedGroups(tuple(groups), tuple(notes))
+
+
+# ---------------------------------------------------------------- projections
+
+@dataclass(frozen=True)
+class Projection:
+    coords: np.ndarray            # [n, dims]
+    method: str                   # the method actually used ("pca" when a small n forced a fallback)
+    dims: int
+    explained: np.ndarray         # PCA: share of the points' variance per component (all components)
+    note: str = ""
+
+
+def pca(vectors: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """PCA by SVD of the centred points: (coordinates [n, dims], explained-variance ratio per component).
+
+    Each component's sign is fixed so its largest loading is positive, which makes the picture
+    reproducible. With fewer points than `dims` + 1, the missing components are zero.
+    """
+    x = np.asarray(vectors, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    signs = np.sign(vt[np.arange(vt.shape[0]), np.abs(vt).argmax(axis=1)])
+    signs[signs == 0] = 1.0
+    vt = vt * signs[:, None]
+    k = min(dims, vt.shape[0])
+    coords = np.zeros((x.shape[0], dims))
+    coords[:, :k] = centred @ vt[:k].T
+    variance = s ** 2
+    total = variance.sum()
+    explained = variance / total if total > 0 else np.zeros_like(variance)
+    return coords, explained
+
+
+def tsne_perplexity(n: int) -> float:
+    """sklearn's default 30, lowered for few points: it must stay below n (here at most (n - 1) / 3)."""
+    return float(min(30.0, max(1.0, (n - 1) / 3)))
+
+
+def umap_neighbors(n: int) -> int:
+    return int(min(15, max(2, n - 1)))
+
+
+def project(vectors: np.ndarray, method: str = "pca", dims: int = 2, seed: int = 0) -> Projection:
+    """Project points to `dims` (2 or 3) dimensions by PCA, t-SNE or UMAP (cosine metric, fixed seed)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    n = x.shape[0]
+    dims = 3 if dims == 3 else 2
+    method = method if method in METHODS else "pca"
+    coords, explained = pca(x, dims) if n else (np.zeros((0, dims)), np.zeros(0))
+    if method == "pca" or n == 0:
+        return Projection(coords, "pca", dims, explained)
+    if n < MIN_POINTS_NONLINEAR:
+        return Projection(coords, "pca", dims, explained,
+                          note=f"{METHOD_NAMES[method]} needs at least {MIN_POINTS_NONLINEAR} points to "
+                               f"have neighbourhoods to keep; showing PCA for these {n}.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # umap warns that a seed disables its parallelism: intended
+        if method == "tsne":
+            from sklearn.manifold import TSNE
+            perplexity = tsne_perplexity(n)
+            fitted = TSNE(n_components=dims, perplexity=perplexity, metric="cosine", init="pca",
+                          random_state=seed).fit_transform(x.astype(np.float32))
+            note = f"t-SNE, cosine distance, perplexity {perplexity:g}, seed {seed}."
+        else:
+            import umap
+            k = umap_neighbors(n)
+            fitted = umap.UMAP(n_components=dims, n_neighbors=k, metric="cosine", init="pca",
+                               random_state=seed, n_jobs=1).fit_transform(x.astype(np.float32))
+            note = f"UMAP, cosine distance, {k} neighbours, seed {seed}."
+    return Projection(np.asarray(fitted, dtype=np.float64), method, dims, explained, note)
+
+
+def group_cohesion(vectors: np.ndarray, groups: list[str]) -> list[tuple[str, int, float, float]]:
+    """Per group, in the full 576 dimensions: (group, size, mean cosine within it, mean cosine to the rest).
+
+    Projections distort; these numbers do not. A group whose words are closer to each other than to
+    the other groups is a real cluster of the embedding space.
+    """
+    unit = normalize_rows(np.asarray(vectors, dtype=np.float64))
+    sims = unit @ unit.T
+    labels = np.asarray(groups)
+    rows = []
+    for name in dict.fromkeys(groups):
+        inside = labels == name
+        m = int(inside.sum())
+        within = sims[np.ix_(inside, inside)]
+        within_mean = float((within.sum() - np.trace(within)) / (m * (m - 1))) if m > 1 else float("nan")
+        outside = ~inside
+        between = float(sims[np.ix_(inside, outside)].mean()) if outside.any() else float("nan")
+        rows.append((name, m, within_mean, between))
+    return rows
+
+
+# ---------------------------------------------------------------- cosine neighbours and arithmetic
+
+def cosine_scores(normalized: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """Cosine of `vector` with every row of the (row-normalised) matrix: [vocab] float32."""
+    v = np.asarray(vector, dtype=np.float64)
+    norm = np.linalg.norm(v)
+    if norm == 0:
+        return np.zeros(normalized.shape[0], dtype=np.float32)
+    return normalized @ (v / norm).astype(np.float32)
+
+
+def top_k(scores: np.ndarray, k: int, exclude=()) -> list[tuple[int, float]]:
+    """The `k` highest scores as (token id, score), best first, skipping the ids in `exclude`."""
+    k = max(1, min(int(k), scores.size))
+    excluded = {int(i) for i in exclude}
+    take = min(scores.size, k + len(excluded))
+    candidates = np.argpartition(-scores, take - 1)[:take]
+    ordered = candidates[np.argsort(-scores[candidates], kind="stable")]
+    return [(int(i), float(scores[i])) for i in ordered if int(i) not in excluded][:k]
+
+
+def rank_of(scores: np.ndarray, token_id: int, exclude=()) -> int:
+    """1-based rank of `token_id` among all tokens by score (ids in `exclude` do not count)."""
+    target = scores[token_id]
+    better = scores > target
+    for i in exclude:
+        if int(i) != token_id:
+            better[int(i)] = False
+    return int(better.sum()) + 1
+
+
+@dataclass(frozen=True)
+class Analogy:
+    """a - b + c, scored against the whole vocabulary by cosine."""
+    vector: np.ndarray                       # the result vector a - b + c (576,)
+    scores: np.ndarray                       # cosine with every token row (49,152,)
+    input_ids: tuple[int, ...]               # every token of the three input words
+    including: list[tuple[int, float]]       # top-k over all tokens
+    excluding: list[tuple[int, float]]       # top-k with the input tokens left out
+
+
+def analogy(matrix: np.ndarray, normalized: np.ndarray, a: tuple[int, ...], b: tuple[int, ...],
+            c: tuple[int, ...], k: int = 10) -> Analogy:
+    vector = word_vector(matrix, a) - word_vector(matrix, b) + word_vector(matrix, c)
+    scores = cosine_scores(normalized, vector)
+    inputs = tuple(dict.fromkeys((*a, *b, *c)))
+    return Analogy(vector, scores, inputs, top_k(scores, k), top_k(scores, k, exclude=inputs))
+
+
+def same_word(text: str, word: str) -> bool:
+    """True when a token is the word itself up to capitalisation and spacing (' King' for 'king')."""
+    return text.strip().casefold() == word.strip().casefold() and bool(word.strip())
