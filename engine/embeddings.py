@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from engine.live_model import LiveModel
 
@@ -24,6 +25,7 @@ MAX_WORD_TOKENS = 8
 MIN_POINTS_NONLINEAR = 5  # below this t-SNE and UMAP have no neighbourhoods to keep; PCA is used instead
 _SPLIT = re.compile(r"[,\n;]")
 _WHOLE_WORD_PIECE = re.compile(r"Ġ[A-Za-z]{2,}")  # byte-level BPE: 'Ġ' is the leading space
+_umap_warm = False   # set once UMAP has run in this process
 
 
 # ---------------------------------------------------------------- the matrix
@@ -233,6 +235,9 @@ def project(vectors: np.ndarray, method: str = "pca", dims: int = 2, seed: int =
             fitted = umap.UMAP(n_components=dims, n_neighbors=k, metric="cosine", init="pca",
                                random_state=seed, n_jobs=1).fit_transform(x.astype(np.float32))
             note = f"UMAP, cosine distance, {k} neighbours, seed {seed}."
+    if method == "umap":
+        global _umap_warm
+        _umap_warm = True
     return Projection(np.asarray(fitted, dtype=np.float64), method, dims, explained, note)
 
 
@@ -309,3 +314,160 @@ def analogy(matrix: np.ndarray, normalized: np.ndarray, a: tuple[int, ...], b: t
 def same_word(text: str, word: str) -> bool:
     """True when a token is the word itself up to capitalisation and spacing (' King' for 'king')."""
     return text.strip().casefold() == word.strip().casefold() and bool(word.strip())
+
+
+# ---------------------------------------------------------------- what the page shows
+
+@dataclass(frozen=True)
+class WordMap:
+    """Chosen words (and optional grey context tokens) placed in 2-D or 3-D."""
+    points: pd.DataFrame          # one row per point: kind, group, word, form, ids, pieces, multi, x, y[, z]
+    projection: Projection
+    cohesion: list[tuple[str, int, float, float]]
+    notes: tuple[str, ...]
+
+
+def map_words(lm: LiveModel, groups_text: str, leading_space: bool = True, method: str = "pca", dims: int = 2,
+              background: int = 0, seed: int = 0) -> WordMap:
+    parsed = parse_groups(groups_text)
+    matrix = embedding_matrix(lm)
+    rows, vectors = [], []
+    seen_forms: dict[tuple[int, ...], str] = {}
+    same_tokens = []
+    for group in parsed.groups:
+        for word in group.words:
+            wt = lookup_word(lm, word, leading_space)
+            if not wt.ids:
+                continue
+            if wt.ids in seen_forms:   # e.g. "Cat" and "cat " can be the same token: one point each
+                same_tokens.append(f"{word!r} = {seen_forms[wt.ids]!r}")
+                continue
+            seen_forms[wt.ids] = word
+            rows.append(dict(kind="word", group=group.name, word=word, form=wt.form,
+                             ids=" ".join(map(str, wt.ids)), pieces=" + ".join(repr(p) for p in wt.pieces),
+                             multi=wt.multi))
+            vectors.append(word_vector(matrix, wt.ids))
+    cohesion = group_cohesion(np.array(vectors), [r["group"] for r in rows]) if len(rows) > 1 else []
+    taken = {ids for ids in seen_forms}
+    context = [i for i in background_ids(lm, background) if (i,) not in taken]
+    for i, text in zip(context, token_texts(lm, context)):
+        rows.append(dict(kind="context", group="context", word=text, form=text, ids=str(i), pieces=repr(text),
+                         multi=False))
+        vectors.append(matrix[i].astype(np.float64))
+    projection = project(np.array(vectors).reshape(len(vectors), -1), method, dims, seed)
+    points = pd.DataFrame(rows, columns=["kind", "group", "word", "form", "ids", "pieces", "multi"])
+    for axis, name in enumerate("xyz"[:projection.dims]):
+        points[name] = projection.coords[:, axis] if len(points) else []
+    notes = list(parsed.notes)
+    if same_tokens:
+        notes.append("Same token(s), shown once: " + "; ".join(same_tokens[:5]) + ".")
+    return WordMap(points, projection, cohesion, tuple(notes))
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    id: int
+    text: str
+    cosine: float
+    is_query: bool        # one of the query's own tokens
+    variant: bool         # the same word up to capitalisation and spacing
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    query: WordTokens
+    rows: list[Neighbour]
+    hidden_variants: int = 0
+
+
+def neighbours(lm: LiveModel, normalized: np.ndarray, word: str, leading_space: bool = True, k: int = 15,
+               exclude_query: bool = False, hide_variants: bool = False) -> Neighbours:
+    """The k tokens, among all 49,152, whose rows point most nearly the same way as the word's vector."""
+    query = lookup_word(lm, word, leading_space)
+    if not query.ids:
+        return Neighbours(query, [])
+    scores = cosine_scores(normalized, word_vector(embedding_matrix(lm), query.ids))
+    exclude = query.ids if exclude_query else ()
+    pool = top_k(scores, k + (60 if hide_variants else 0), exclude=exclude)
+    texts = token_texts(lm, [i for i, _ in pool])
+    rows, hidden = [], 0
+    for (i, cos), text in zip(pool, texts):
+        variant = same_word(text, query.word)
+        if hide_variants and variant and i not in query.ids:
+            hidden += 1
+            continue
+        rows.append(Neighbour(i, text, cos, i in query.ids, variant))
+    return Neighbours(query, rows[:k], hidden)
+
+
+@dataclass(frozen=True)
+class AnalogyResult:
+    a: WordTokens
+    b: WordTokens
+    c: WordTokens
+    expected: WordTokens | None
+    including: list[Neighbour]
+    excluding: list[Neighbour]
+    expected_cosine: float | None = None
+    expected_rank_all: int | None = None          # among all 49,152 tokens
+    expected_rank_excluding: int | None = None    # with the input tokens left out
+    baseline_rank: int | None = None              # rank among neighbours of a alone, inputs left out
+    baseline_cosine: float | None = None
+
+
+def solve_analogy(lm: LiveModel, normalized: np.ndarray, a: str, b: str, c: str, expected: str = "",
+                  leading_space: bool = True, k: int = 10) -> AnalogyResult | None:
+    """a - b + c over the whole vocabulary, reported with and without the inputs, and the expected answer's rank.
+
+    Returns None when one of a, b, c is empty.
+    """
+    words = [lookup_word(lm, w, leading_space) for w in (a, b, c)]
+    if any(not w.ids for w in words):
+        return None
+    wa, wb, wc = words
+    matrix = embedding_matrix(lm)
+    result = analogy(matrix, normalized, wa.ids, wb.ids, wc.ids, k)
+    inputs = set(result.input_ids)
+
+    def named(pairs: list[tuple[int, float]]) -> list[Neighbour]:
+        texts = token_texts(lm, [i for i, _ in pairs])
+        return [Neighbour(i, t, cos, i in inputs, False) for (i, cos), t in zip(pairs, texts)]
+
+    we = lookup_word(lm, expected, leading_space) if expected and expected.strip() else None
+    extra = {}
+    if we is not None and we.ids:
+        if len(we.ids) == 1:
+            target = we.ids[0]
+            baseline = cosine_scores(normalized, word_vector(matrix, wa.ids))
+            extra = dict(expected_cosine=float(result.scores[target]),
+                         expected_rank_all=rank_of(result.scores, target),
+                         expected_rank_excluding=None if target in inputs else
+                         rank_of(result.scores, target, exclude=result.input_ids),
+                         baseline_rank=None if target in inputs else
+                         rank_of(baseline, target, exclude=result.input_ids),
+                         baseline_cosine=float(baseline[target]))
+        else:   # a word of several tokens is no single row of the vocabulary: no rank, but a cosine
+            extra = dict(expected_cosine=_cosine(result.vector, word_vector(matrix, we.ids)))
+    return AnalogyResult(wa, wb, wc, we, named(result.including), named(result.excluding), **extra)
+
+
+def _cosine(u: np.ndarray, v: np.ndarray) -> float:
+    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+    return float(u @ v / (nu * nv)) if nu and nv else 0.0
+
+
+def umap_is_warm() -> bool:
+    """True once UMAP has run in this process (its first call compiles numba code and takes seconds)."""
+    return _umap_warm
+
+
+def warm_umap() -> float:
+    """Run UMAP once on a few random points so numba compiles now, not on a reader's first request."""
+    import time
+    global _umap_warm
+    started = time.perf_counter()
+    points = np.random.default_rng(0).normal(size=(40, 16))
+    project(points, "umap", 2)
+    project(points, "umap", 3)
+    _umap_warm = True
+    return time.perf_counter() - started

@@ -398,3 +398,19 @@ def ask(lm: LiveModel, question: str, max_new_tokens: int = 24) -> ChatAnswer:
     reply_ids = [i for i in gen.new_ids if i != eos]
     return ChatAnswer(prompt=prompt, prompt_tokens=len(gen.prompt_ids), answer=decode(lm, reply_ids).strip(),
                       new_ids=gen.new_ids, stopped=gen.stopped_at_eos)
+
+
+_NUMBER_WORDS = {w: n for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+
+
+def number_in_answer(answer: str) -> int | None:
+    """The first count a reply states, in digits or as an English word ('three'); None if it states none."""
+    import re
+
+    match = re.search(r"\d+|\b(" + "|".join(_NUMBER_WORDS) + r")\b", answer, flags=re.IGNORECASE)
+    if match is None:
+        return None
+    found = match.group(0)
+    return int(found) if found.isdigit() else _NUMBER_WORDS[found.lower()]

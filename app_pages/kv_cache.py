@@ -1,0 +1,266 @@
+import time
+
+import pandas as pd
+import streamlit as st
+
+from charts.kv_cache import attention_kinds, cache_growth, memory_vs_context, step_times
+from engine.kv_cache import (DEFAULT_DTYPE, DTYPE_BYTES, MAX_BATCH, MAX_HEAD_DIM, MAX_HEADS, MAX_LAYERS, PUBLISHED,
+                             ModelSpec, dtype_bytes, growth_points, kv_bytes_per_token, kv_cache_bytes, live_spec,
+                             weight_bytes)
+from ui import concept_page, lm, prompt_input
+from ui.charts import show_chart
+from ui.kv_cache import cache_growth as measured_growth
+from ui.kv_cache import measure_timing, stored_timing
+
+DEFAULT_PROMPT = (
+    "The printing press changed Europe in a single lifetime. Around 1450 Johannes Gutenberg combined movable "
+    "metal type, an oil-based ink and a wooden screw press into a system that could print hundreds of identical "
+    "pages a day. Within fifty years presses were running in more than two hundred cities, the price of books "
+    "fell sharply, and reading spread far beyond monasteries and universities.")
+CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
+GROWTH_MAX_TOKENS = 512
+GB = 1e9
+
+
+def short_tokens(n: int) -> str:
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else f"{n:,}"
+
+
+def human_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.2f} {unit}"
+    return f"{n:,.0f} B"
+
+
+def timing_section(prompt: str) -> None:
+    st.subheader("1 · Generation with and without the cache, timed live")
+    c1, c2 = st.columns([3, 1])
+    with c2:
+        n = st.slider("New tokens", 16, 128, 48, 8, key="n", bind="query-params",
+                      help="How many tokens to generate greedily in each run.")
+        run = st.toggle("Time it live", value=False, key="run", bind="query-params",
+                        help="Generates the same tokens twice on this server: once with a KV cache, once "
+                             "re-running the whole sequence at every step.")
+    with c1:
+        st.markdown("The same greedy generation runs twice: **with a KV cache** (each step feeds only the newest "
+                    "token and reads the stored keys and values) and **without** (each step feeds the whole "
+                    "sequence again). The two runs alternate step by step, so both see the same server load.")
+    if not run:
+        st.info("Switch on **Time it live** to generate the tokens with and without the cache. It takes a few "
+                "seconds to a minute on this server's CPU, depending on the number of tokens and on load.",
+                icon=":material/timer:")
+        return
+
+    result = stored_timing(prompt, n)
+    again = False
+    if result is not None:
+        note, button = st.columns([4, 1], vertical_alignment="center")
+        measured = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.measured_at))
+        note.caption(f":material/schedule: Measured at {measured} on this server's shared CPU and stored for this "
+                     "prompt and length, so a shared link shows the same run. Timings depend on what else the "
+                     "server is doing.")
+        again = button.button("Measure again", key="again", icon=":material/refresh:", width="stretch")
+    if result is None or again:
+        bar = st.progress(0.0, text="Warming up the model...")
+
+        def on_step(done: int, total: int, with_s: float, without_s: float) -> None:
+            bar.progress(done / total, text=f"Token {done} of {total}: {1000 * with_s:.0f} ms with the cache, "
+                                            f"{1000 * without_s:.0f} ms without")
+
+        def on_wait() -> None:
+            bar.progress(0.0, text="Waiting for another visitor's measurement to finish...")
+
+        result = measure_timing(prompt, n, on_step=on_step, on_wait=on_wait)
+        bar.empty()
+        if again:
+            st.caption(f":material/check: Measured again at "
+                       f"{time.strftime('%H:%M:%S UTC', time.gmtime(result.measured_at))}.")
+
+    cached, uncached = result.cached, result.uncached
+    a, b, c, d = st.columns(4)
+    if result.identical:
+        a.metric("Greedy tokens", "identical ✓", f"{len(cached.new_ids)} of {len(cached.new_ids)} match",
+                 delta_color="off", help="Token ids compared one by one: the cache changes the cost, not the result.")
+    else:
+        a.metric("Greedy tokens", "differ ✗", f"first at token {result.first_difference + 1}", delta_color="off",
+                 help="The cached path adds up the same numbers in a different order; a near-tie between two "
+                      "tokens can flip. The computation is the same.")
+    b.metric("With cache", f"{cached.total_seconds:.2f} s", f"{cached.decode_tokens_per_second:.1f} tokens/s",
+             delta_color="off", help="Total wall time; tokens/s counts the steps after the first (which reads the "
+                                     "prompt).")
+    c.metric("Without cache", f"{uncached.total_seconds:.2f} s", f"{uncached.decode_tokens_per_second:.1f} tokens/s",
+             delta_color="off")
+    d.metric("Speed-up", f"{result.speedup:.1f}×", "total time without ÷ with", delta_color="off")
+
+    with_ms = [1000 * s for s in cached.step_seconds]
+    without_ms = [1000 * s for s in uncached.step_seconds]
+    lengths = uncached.tokens_fed
+    speedups = result.cumulative_speedup()
+    prompt_len = len(result.prompt_ids)
+    show_chart(step_times(with_ms, without_ms, lengths, speedups,
+                          title=f"Time per generated token after a {prompt_len}-token prompt"),
+               pd.DataFrame({"token": range(1, len(with_ms) + 1), "token_id": cached.new_ids,
+                             "tokens_fed_without_cache": lengths, "tokens_fed_with_cache": cached.tokens_fed,
+                             "ms_with_cache": with_ms, "ms_without_cache": without_ms,
+                             "cache_bytes": cached.cache_bytes, "cumulative_speedup": speedups}),
+               name="kv-cache-step-times", key="timing_chart")
+    st.caption(f"Token 1 costs about the same in both runs: each reads the whole {prompt_len}-token prompt (the "
+               "prefill). From then on the uncached run feeds the prompt plus everything generated so far, so its "
+               "steps grow with length; the cached run feeds one token. On a model this small a good part of each "
+               "step is fixed overhead (30 layers of small matrix products and Python), so the cached line is flat "
+               "rather than near zero, and the gap widens with longer prompts and more tokens.")
+    with st.expander("The generated text (both runs)"):
+        st.text(prompt + result.new_text)
+        st.caption("Greedy, without the chat template, and not stopped at end-of-text, so both runs cover every "
+                   f"step. The cache held {human_bytes(cached.cache_bytes[-1])} at the end "
+                   f"({prompt_len + len(cached.new_ids) - 1} tokens: the last token is produced but not yet fed).")
+
+
+def memory_section(prompt: str) -> None:
+    st.subheader("2 · The cache in memory, read from the real tensors")
+    model = lm()
+    growth = measured_growth(prompt, tuple(growth_points(GROWTH_MAX_TOKENS)))
+    spec = growth.spec
+    per_token = growth.per_token_formula
+    st.markdown(f"Your prompt, repeated up to {GROWTH_MAX_TOKENS} tokens, is fed into one `DynamicCache` in "
+                "chunks, as generation would append it. After each chunk the page adds up the bytes of every "
+                f"layer's key and value tensors. SmolLM2's config gives {spec.layers} layers, {spec.kv_heads} KV "
+                f"heads of size {spec.head_dim}, and its tensors are {growth.dtype} ({growth.element_size} bytes):")
+    st.latex(rf"2 \times {spec.layers} \times {spec.kv_heads} \times {spec.head_dim} \times {growth.element_size}"
+             rf"\ \text{{bytes}} = {per_token:,.0f}\ \text{{bytes per token}}".replace(",", "{,}"))
+    a, b, c, d = st.columns(4)
+    a.metric("Per token, formula", f"{per_token:,.0f} B")
+    b.metric("Per token, measured", f"{growth.per_token_measured:,.0f} B",
+             help=f"Bytes of all cache tensors at {growth.tokens[-1]} tokens, divided by {growth.tokens[-1]}.")
+    matched = sum(m == f for m, f in zip(growth.measured_bytes, growth.formula_bytes))
+    c.metric("Formula = tensors", "✓ equal" if growth.matches else "✗ differ",
+             f"at {matched} of {len(growth.tokens)} lengths", delta_color="off")
+    full = kv_cache_bytes(spec, growth.element_size, model.card.context_length)
+    d.metric(f"At its full context ({model.card.context_length:,} tokens)", human_bytes(full),
+             help="Formula, one sequence, float32. The weights are "
+                  f"{human_bytes(model.card.parameters * growth.element_size)} at float32.")
+    show_chart(cache_growth(growth.tokens, [m / 1e6 for m in growth.measured_bytes],
+                            [f / 1e6 for f in growth.formula_bytes],
+                            title="SmolLM2's cache grows by the same number of bytes with every token"),
+               pd.DataFrame({"tokens": growth.tokens, "measured_bytes": growth.measured_bytes,
+                             "formula_bytes": growth.formula_bytes}),
+               name="kv-cache-bytes-vs-tokens", key="growth_chart")
+    shape = " × ".join(str(s) for s in growth.key_shape)
+    st.caption(f"At {growth.tokens[-1]} tokens each of the {growth.layers} layers holds a key tensor and a value "
+               f"tensor of shape [{shape}] (batch × KV heads × tokens × head size). Which tokens they are makes no "
+               "difference: the size depends only on how many.")
+
+
+def custom_spec() -> ModelSpec:
+    with st.expander("Your own configuration", icon=":material/tune:"):
+        cols = st.columns(4)
+        layers = cols[0].number_input("Layers", 1, MAX_LAYERS, 40, key="layers", bind="query-params")
+        heads = cols[1].number_input("Query heads", 1, MAX_HEADS, 40, key="heads", bind="query-params")
+        kv_heads = cols[2].number_input("KV heads", 1, MAX_HEADS, 8, key="kv_heads", bind="query-params",
+                                        help="Equal to the query heads for MHA, fewer for GQA, 1 for MQA.")
+        head_dim = cols[3].number_input("Head size", 1, MAX_HEAD_DIM, 128, key="head_dim", bind="query-params")
+        spec = ModelSpec("Your config", layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                         source="your numbers").bounded()
+        if spec.kv_heads < int(kv_heads or 0):
+            st.caption(f"KV heads cannot exceed query heads: using {spec.kv_heads}.")
+    return spec
+
+
+def calculator_section() -> None:
+    st.subheader("3 · How big the cache gets on bigger models")
+    st.markdown("The same formula, for published configurations. The cache is per sequence, so it scales with "
+                "batch size as well as with context length.")
+    c1, c2, c3, c4 = st.columns([2.2, 1, 2.2, 1], vertical_alignment="bottom")
+    dtype = c1.segmented_control("Cache precision", list(DTYPE_BYTES), default=DEFAULT_DTYPE, key="dtype",
+                                 bind="query-params", format_func=lambda d: f"{d} · {DTYPE_BYTES[d]:g} B",
+                                 help="Bytes per stored number. fp8 and int8 take 1 byte, int4 half a byte.")
+    dtype = dtype if dtype in DTYPE_BYTES else DEFAULT_DTYPE
+    per_value = dtype_bytes(dtype)
+    batch = int(c2.number_input("Batch", 1, MAX_BATCH, 1, key="batch", bind="query-params",
+                                help="Sequences served at once; each has its own cache.") or 1)
+    context = c3.select_slider("Context length (tokens)", CONTEXTS, value=4096, key="ctx", bind="query-params",
+                               format_func=short_tokens)
+    context = context if context in CONTEXTS else 4096
+    log_memory = c4.toggle("Log memory axis", value=False, key="logy", bind="query-params")
+
+    specs = [live_spec(lm()), *PUBLISHED, custom_spec()]
+    rows = []
+    for s in specs:
+        cache = kv_cache_bytes(s, per_value, context, batch)
+        weights = weight_bytes(s, per_value)
+        rows.append({"model": s.name, "attention": f"{s.attention} ({s.heads} q / {s.kv_heads} kv)",
+                     "layers": s.layers, "kv_heads": s.kv_heads, "head_dim": s.head_dim,
+                     "bytes_per_token": kv_bytes_per_token(s, per_value), "kv_cache_gb": cache / GB,
+                     "weights_gb": None if weights is None else weights / GB,
+                     "cache_vs_weights": None if not weights else cache / weights,
+                     "own_context": s.context})
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "model": st.column_config.TextColumn("Model"),
+        "attention": st.column_config.TextColumn("Attention"),
+        "layers": st.column_config.NumberColumn("Layers"),
+        "kv_heads": st.column_config.NumberColumn("KV heads"),
+        "head_dim": st.column_config.NumberColumn("Head size"),
+        "bytes_per_token": st.column_config.NumberColumn("Bytes per token", format="localized",
+                                                         help="2 × layers × KV heads × head size × bytes"),
+        "kv_cache_gb": st.column_config.NumberColumn(f"KV cache (GB) at {short_tokens(context)} × {batch}",
+                                                     format="%.3f"),
+        "weights_gb": st.column_config.NumberColumn(f"Weights (GB) at {dtype}", format="%.2f",
+                                                    help="Parameters × bytes, same precision as the cache. SmolLM2: "
+                                                         "counted from the loaded weights; others: counted from "
+                                                         "their config (embeddings, attention, SwiGLU, norms)."),
+        "cache_vs_weights": st.column_config.NumberColumn("Cache ÷ weights", format="%.2f×"),
+        "own_context": st.column_config.NumberColumn("Own context", format="localized",
+                                                     help="max_position_embeddings in the config"),
+    })
+    llama2 = next(s for s in PUBLISHED if s.name == "LLaMA-2-7B")
+    l2_cache = kv_cache_bytes(llama2, per_value, context, batch)
+    l2_weights = weight_bytes(llama2, per_value)
+    st.markdown(f"For example, **LLaMA-2-7B** stores {kv_bytes_per_token(llama2, per_value):,.0f} bytes per token at "
+                f"{dtype}: {context:,} tokens × batch {batch} hold **{l2_cache / GB:,.2f} GB** of cache, "
+                f"{l2_cache / l2_weights:.2f}× its {l2_weights / GB:.1f} GB of weights.")
+
+    series = [{"name": s.name, "contexts": CONTEXTS, "trained_context": s.context,
+               "gb": [kv_cache_bytes(s, per_value, t, batch) / GB for t in CONTEXTS]} for s in specs]
+    show_chart(memory_vs_context(series, context, log_memory,
+                                 title=f"KV cache vs context length ({dtype}, batch {batch})"),
+               pd.DataFrame([{"model": s["name"], "context_tokens": t, "kv_cache_gb": g}
+                             for s in series for t, g in zip(s["contexts"], s["gb"])]),
+               name="kv-cache-vs-context", key="context_chart")
+    st.caption("Solid up to each model's own context length (max_position_embeddings), dotted beyond it. Mistral-7B "
+               "v0.1 attends over a 4,096-token sliding window, so a rolling cache can stop at 4,096 tokens.")
+
+    st.markdown("**What grouped-query attention saves.** The same models if every query head kept its own keys "
+                "and values (MHA), as configured, and with a single shared K/V head (MQA):")
+    mha = [kv_cache_bytes(s.with_kv_heads(s.heads), per_value, context, batch) / GB for s in specs]
+    actual = [kv_cache_bytes(s, per_value, context, batch) / GB for s in specs]
+    mqa = [kv_cache_bytes(s.with_kv_heads(1), per_value, context, batch) / GB for s in specs]
+    labels = [f"{s.attention}, {s.kv_heads} KV heads" for s in specs]
+    show_chart(attention_kinds([s.name for s in specs], mha, actual, mqa, labels,
+                               title=f"KV cache at {short_tokens(context)} tokens × batch {batch}, {dtype}"),
+               pd.DataFrame({"model": [s.name for s in specs], "mha_gb": mha, "configured_gb": actual,
+                             "mqa_gb": mqa, "query_heads": [s.heads for s in specs],
+                             "kv_heads": [s.kv_heads for s in specs]}),
+               name="kv-cache-mha-gqa-mqa", key="gqa_chart")
+    savings = [f"{s.name} {s.heads // s.kv_heads}× ({s.heads} → {s.kv_heads})" for s in specs
+               if s.kv_heads < s.heads and s.heads % s.kv_heads == 0]
+    if savings:
+        st.caption("GQA divides the cache by query heads ÷ KV heads: " + "; ".join(savings) + ".")
+    st.caption("Sources: " + "; ".join(f"**{s.name}**: {s.source}" for s in specs if s.name != "Your config")
+               + ". Parameter counts of the published models are computed from the same configs; GB = 10⁹ bytes.")
+
+
+with concept_page("kv-cache"):
+    prompt = prompt_input("prompt", DEFAULT_PROMPT, "Prompt", max_tokens=160, height=110,
+                          help="Used for the timing and the memory measurement. Up to 160 tokens; longer text is "
+                               "cut with a note.")
+    if prompt.strip():
+        timing_section(prompt)
+        st.divider()
+        memory_section(prompt)
+    else:
+        st.info("Type a prompt above (a paragraph of 60 to 100 tokens shows the effect well) to time generation "
+                "and weigh the cache. The calculator below works without one.", icon=":material/edit:")
+    st.divider()
+    calculator_section()
