@@ -6,6 +6,7 @@ from engine.tokens import visible
 from ui import concept_page, lm, prompt_input
 from ui.cached import continuation, next_token
 from ui.charts import show_chart
+from ui.text import escape_markdown
 
 PROMPT_KEY = "prompt"
 DEFAULT_PROMPT = "The capital of France is"
@@ -42,7 +43,7 @@ with concept_page("next-token"):
                                  "probability": [t.probability for t in top]}),
                    name="next-token-probabilities", key="next_token_chart")
         a, b, c = st.columns(3)
-        a.metric(f"Top token: {visible(top[0].text)}", f"{100 * top[0].probability:.1f}%",
+        a.metric(f"Top token: {escape_markdown(visible(top[0].text))}", f"{100 * top[0].probability:.1f}%",
                  help=f"Token id {top[0].id}, logit {top[0].logit:.2f}. ␣ marks a leading space.")
         b.metric("Top-k covers", f"{100 * sum(t.probability for t in top):.1f}%",
                  help=f"Share of the probability mass held by the {k} tokens shown; the rest is spread "
@@ -54,7 +55,7 @@ with concept_page("next-token"):
     chip_cols = st.columns(min(len(top), 6))
     for i, t in enumerate(top):
         chip_cols[i % len(chip_cols)].button(
-            f"{visible(t.text)}  ·  {100 * t.probability:.1f}%", key=f"append-{i}",
+            f"{escape_markdown(visible(t.text))}  ·  {100 * t.probability:.1f}%", key=f"append-{i}",
             on_click=append_to_prompt, args=(t.text,), use_container_width=True,
             help=f"Append token id {t.id}")
 

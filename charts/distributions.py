@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from charts.labels import plain
 from charts.style import ACCENT, PRIMARY, base_layout
 
 ZERO_WIDTH = "\u200b"
@@ -16,7 +17,7 @@ def next_token_bars(labels: Sequence[str], probabilities: Sequence[float], ids: 
     percent = [100.0 * p for p in probabilities]
     colours = [ACCENT if i == highlight else PRIMARY for i in range(len(labels))]
     # Plotly merges equal category labels, so each bar gets a unique, invisible rank suffix.
-    rows = [label + ZERO_WIDTH * rank for rank, label in enumerate(labels)]
+    rows = [plain(label) + ZERO_WIDTH * rank for rank, label in enumerate(labels)]
     fig = go.Figure(go.Bar(
         x=percent, y=rows, orientation="h", marker_color=colours,
         text=[f"{p:.1f}%" if p >= 0.05 else f"{p:.2g}%" for p in percent], textposition="outside",
