@@ -6,6 +6,7 @@ same tensors (no copy). Neither is ever changed after loading.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -73,6 +74,7 @@ def load_live_model(report: Report = lambda msg, frac: None, cache: Path | None 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never reach for a hub
     started = time.perf_counter()
     folder = cache or model_cache_dir()
     source = "safetensors cache"
