@@ -1,17 +1,17 @@
 """Token charts: text as coloured token chips, token counts per tokenizer, embedding-matrix sizes.
 
 Chips are drawn as plotly bars laid out like lines of text, so hovering anywhere on a chip shows its
-details. Plotly reads a few HTML tags in labels and hovers, so every string is escaped here.
+details. Plotly reads a few HTML tags in labels and hovers, so every string goes through `plain`.
 """
 from __future__ import annotations
 
-import html
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
+from charts.labels import plain
 from charts.style import OKABE_ITO, base_layout
 
 # Light tints of Okabe-Ito colours: black text reads on them, and they stand out on light and dark pages.
@@ -39,10 +39,6 @@ def display_width(label: str) -> int:
             continue
         width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
     return max(width, 1)
-
-
-def _escape(text: str) -> str:
-    return html.escape(text, quote=False)
 
 
 def layout_chips(groups: Sequence[tuple[str, Sequence[Chip]]], columns: float,
@@ -89,12 +85,12 @@ def token_chips(groups: Sequence[tuple[str, Sequence[Chip]]], columns: int = 72,
         y=[r for r, _, _ in places], base=[x for _, x, _ in places], x=[w for _, _, w in places],
         orientation="h", width=0.78,
         marker=dict(color=fills, line=dict(color=lines, width=[2 if c.kind == "partial" else 1 for c in chips])),
-        text=[_escape(c.label) for c in chips], textposition="inside", insidetextanchor="middle",
-        textangle=0, constraintext="none", cliponaxis=False,
+        text=[plain(c.label) for c in chips], textposition="inside", insidetextanchor="middle",
+        textangle=0, cliponaxis=False,
         textfont=dict(family="ui-monospace, SFMono-Regular, Menlo, Consolas, monospace", size=font_size,
                       color="#111111"),
         customdata=[[c.ident] for c in chips],
-        hovertext=["<br>".join(_escape(line) for line in c.hover.split("\n")) for c in chips],
+        hovertext=["<br>".join(plain(line) for line in c.hover.split("\n")) for c in chips],
         hovertemplate="%{hovertext}<extra></extra>", showlegend=False, name="tokens",
     ))
     for kind in ("partial", "special", "unknown"):
@@ -108,14 +104,16 @@ def token_chips(groups: Sequence[tuple[str, Sequence[Chip]]], columns: int = 72,
     legend = len(fig.data) > 1
     top = (34 if title else 8) + (26 if legend else 0)
     fig.update_layout(**base_layout(
-        title=dict(text=_escape(title), x=0, xanchor="left", font=dict(size=14)) if title else None,
+        title=dict(text=plain(title), x=0, xanchor="left", font=dict(size=14)) if title else None,
         height=height or rows * ROW_PX + top + 10, bargap=0, showlegend=legend, dragmode=False,
+        # On a narrow screen every label shrinks to the size the tightest chip needs, never below 6 px.
+        uniformtext=dict(minsize=6, mode="show"),
         margin=dict(l=10, r=10, t=top, b=6),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, xanchor="left", font=dict(size=12)),
     ))
     fig.update_xaxes(visible=False, range=[-0.2, columns + 0.2], fixedrange=True)
     fig.update_yaxes(range=[rows - 0.5, -0.5], fixedrange=True, showgrid=False, zeroline=False,
-                     tickmode="array", tickvals=[r for r, _ in named], ticktext=[_escape(n) for _, n in named],
+                     tickmode="array", tickvals=[r for r, _ in named], ticktext=[plain(n) for _, n in named],
                      tickfont=dict(family="ui-monospace, Menlo, Consolas, monospace", size=13),
                      visible=bool(named))
     return fig
@@ -126,7 +124,7 @@ def token_count_bars(names: Sequence[str], counts: Sequence[int], vocab_sizes: S
     """Tokens each tokenizer needs for the same text; hover shows vocabulary size and characters per token."""
     colours = [OKABE_ITO[i % 6] for i in range(len(names))]
     fig = go.Figure(go.Bar(
-        x=list(counts), y=[_escape(n) for n in names], orientation="h", marker_color=colours,
+        x=list(counts), y=[plain(n) for n in names], orientation="h", marker_color=colours,
         text=[f"{c:,}" for c in counts], textposition="outside", cliponaxis=False,
         customdata=[[v, f"{c:.2f}"] for v, c in zip(vocab_sizes, chars_per_token)],
         hovertemplate="%{y}<br>%{x:,} tokens<br>vocabulary %{customdata[0]:,}"
@@ -152,7 +150,7 @@ def embedding_bars(names: Sequence[str], vocab_sizes: Sequence[int], parameters:
     """Parameters of the embedding matrix each vocabulary implies, in millions; hover adds vocab and MB."""
     colours = [OKABE_ITO[i % 6] for i in range(len(names))]
     fig = go.Figure(go.Bar(
-        x=[p / 1e6 for p in parameters], y=[_escape(n) for n in names], orientation="h", marker_color=colours,
+        x=[p / 1e6 for p in parameters], y=[plain(n) for n in names], orientation="h", marker_color=colours,
         text=[f"{_human(p)} params · {mb:,.0f} MB" for p, mb in zip(parameters, megabytes)],
         textposition="outside", cliponaxis=False,
         customdata=[[v, p, f"{mb:,.1f}"] for v, p, mb in zip(vocab_sizes, parameters, megabytes)],

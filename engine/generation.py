@@ -62,7 +62,7 @@ def next_token_distribution(lm: LiveModel, text: str) -> Distribution:
 class Generation:
     prompt_ids: list[int]
     new_ids: list[int]
-    new_text: str
+    new_text: str                  # without the final end-of-text token, when generation stopped on it
     step_seconds: list[float]      # wall time of each step; step 0 includes the prompt (prefill)
     chosen_probabilities: list[float]
     stopped_at_eos: bool
@@ -105,7 +105,8 @@ def generate(lm: LiveModel, text: str, max_new_tokens: int = 20, *, temperature:
             if stop_at_eos and next_id == eos:
                 stopped = True
                 break
-    return Generation(prompt_ids=ids, new_ids=new_ids, new_text=decode(lm, new_ids),
+    text_ids = new_ids[:-1] if stopped else new_ids  # the end-of-text marker is not part of the text
+    return Generation(prompt_ids=ids, new_ids=new_ids, new_text=decode(lm, text_ids),
                       step_seconds=times, chosen_probabilities=chosen_p, stopped_at_eos=stopped)
 
 

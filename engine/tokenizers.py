@@ -6,6 +6,7 @@ MiniLM encoder. Vocabulary sizes are read from the tokenizers, never typed in.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 import unicodedata
@@ -170,7 +171,7 @@ QUICKTOK = {
     "llama3": (TokenizerSpec("llama3", "Llama 3", "Llama 3, 3.1, 3.2, 3.3", "byte-level BPE"), "llama3"),
     "qwen": (TokenizerSpec("qwen", "Qwen2.5/3", "Qwen2.5, Qwen3", "byte-level BPE"), "qwen3"),
 }
-BERT = TokenizerSpec("bert", "BERT WordPiece", "BERT-base uncased, MiniLM (this app's encoder)", "WordPiece")
+BERT = TokenizerSpec("bert", "BERT WordPiece", "BERT, MiniLM (this app's encoder)", "WordPiece")
 SPECS = (SMOLLM2, *(spec for spec, _ in QUICKTOK.values()), BERT)
 
 _quicktok_lock = threading.Lock()
@@ -407,8 +408,6 @@ _NUMBER_WORDS = {w: n for n, w in enumerate(
 
 def number_in_answer(answer: str) -> int | None:
     """The first count a reply states, in digits or as an English word ('three'); None if it states none."""
-    import re
-
     match = re.search(r"\d+|\b(" + "|".join(_NUMBER_WORDS) + r")\b", answer, flags=re.IGNORECASE)
     if match is None:
         return None
