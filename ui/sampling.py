@@ -12,7 +12,7 @@ import streamlit as st
 from engine.forward import forward
 from engine.generation import softmax
 from engine.sampling import apply_temperature, entropy_bits
-from engine.tokens import decode_each, token_ids
+from engine.tokens import decode_each, token_ids, visible
 from ui.cached import next_token
 from ui.models import lm
 
@@ -48,6 +48,7 @@ class Steps:
     logits: np.ndarray        # [tokens, vocab] float32, read-only
     entropies: np.ndarray     # [tokens] bits
     top_guess: list[str]      # the argmax token after each position
+    top_probability: np.ndarray  # its probability at T = 1
 
     @property
     def confident(self) -> int:
@@ -65,9 +66,11 @@ def steps(text: str) -> Steps:
     ids = token_ids(model, text)
     logits = forward(model, ids).logits
     logits.setflags(write=False)
-    entropies = np.array([entropy_bits(softmax(row)) for row in logits])
+    dists = [softmax(row) for row in logits]
     guesses = decode_each(model, [int(i) for i in logits.argmax(axis=1)])
-    return Steps(ids=ids, texts=decode_each(model, ids), logits=logits, entropies=entropies, top_guess=guesses)
+    return Steps(ids=ids, texts=decode_each(model, ids), logits=logits,
+                 entropies=np.array([entropy_bits(d) for d in dists]), top_guess=guesses,
+                 top_probability=np.array([d.max() for d in dists]))
 
 
 def md_escape(text: str) -> str:
@@ -75,3 +78,9 @@ def md_escape(text: str) -> str:
     (CommonMark allows it), so no emphasis, link, HTML, LaTeX ($) or :colour[...] directive can form."""
     return "".join("\\" + c if (c.isascii() and not c.isalnum() and not c.isspace()) else c
                    for c in text).replace("\n", " ↵ ")
+
+
+def chart_label(token_text: str, limit: int = 18) -> str:
+    """A token as a chart label: whitespace made visible, very long tokens shortened with an ellipsis."""
+    label = visible(token_text)
+    return label if len(label) <= limit else label[:limit - 1] + "…"
