@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from charts.style import ACCENT, PRIMARY, SEQUENTIAL, base_layout
@@ -21,30 +22,23 @@ def _tick_font(length: int) -> int:
     return 13 if length <= 16 else 11 if length <= 32 else 9
 
 
-def _masked_trace(length: int, xaxis: str = "x", yaxis: str = "y") -> go.Heatmap:
+def _masked_trace(length: int) -> go.Heatmap:
     """Grey cells above the diagonal: keys after the query, which the causal mask removes."""
-    upper = np.where(np.triu(np.ones((length, length), dtype=bool), 1), 1.0, np.nan)
-    return go.Heatmap(z=upper, x=list(range(1, length + 1)), y=list(range(1, length + 1)), xaxis=xaxis,
-                      yaxis=yaxis, colorscale=[[0, MASKED_FILL], [1, MASKED_FILL]], showscale=False, hoverongaps=False,
+    upper = np.where(np.triu(np.ones((length, length), dtype=bool), 1), 1.0, np.nan).astype(np.float32)
+    return go.Heatmap(z=upper, x=list(range(1, length + 1)), y=list(range(1, length + 1)), showscale=False,
+                      colorscale=[[0, MASKED_FILL], [1, MASKED_FILL]], hoverongaps=False,
                       hovertemplate="query %{y} · key %{x}: masked (a later token)<extra></extra>")
 
 
-def _weights_trace(weights: np.ndarray, labels: Sequence[str], xaxis: str = "x", yaxis: str = "y",
-                   coloraxis: str | None = None, hover: bool = True) -> go.Heatmap:
+def _weights_trace(weights: np.ndarray, labels: Sequence[str]) -> go.Heatmap:
+    """The lower triangle of a [T, T] map; each cell's hover names both tokens."""
     length = len(labels)
     z = np.where(np.tril(np.ones((length, length), dtype=bool)), weights, np.nan)
-    trace = dict(z=np.round(z, 5), x=list(range(1, length + 1)), y=list(range(1, length + 1)), xaxis=xaxis,
-                 yaxis=yaxis, zmin=0, zmax=1, hoverongaps=False)
-    if coloraxis:
-        trace["coloraxis"] = coloraxis
-    else:
-        trace.update(colorscale=SEQUENTIAL, colorbar=dict(title="weight", thickness=12))
-    if hover:
-        trace["text"] = [[f"{labels[i]} → {labels[j]}" for j in range(length)] for i in range(length)]
-        trace["hovertemplate"] = ("query %{y} → key %{x}<br>%{text}<br>weight %{z:.4f}<extra></extra>")
-    else:
-        trace["hoverinfo"] = "skip"
-    return go.Heatmap(**trace)
+    return go.Heatmap(
+        z=np.round(z, 5), x=list(range(1, length + 1)), y=list(range(1, length + 1)), zmin=0, zmax=1,
+        hoverongaps=False, colorscale=SEQUENTIAL, colorbar=dict(title="weight", thickness=12, len=0.7),
+        text=[[f"{labels[i]} → {labels[j]}" for j in range(length)] for i in range(length)],
+        hovertemplate="query %{y} → key %{x}<br>%{text}<br>weight %{z:.4f}<extra></extra>")
 
 
 def attention_heatmap(weights: np.ndarray, labels: Sequence[str], title: str = "",
@@ -61,7 +55,7 @@ def attention_heatmap(weights: np.ndarray, labels: Sequence[str], title: str = "
     if query is not None:
         fig.add_shape(type="rect", x0=0.5, x1=length + 0.5, y0=query + 0.5, y1=query + 1.5,
                       line=dict(color=ACCENT, width=2.5))
-    fig.update_layout(**base_layout(title=title, height=height or min(760, max(340, 15 * length + 190))))
+    fig.update_layout(**base_layout(title=title, height=height or min(900, max(480, 13 * length + 230))))
     return fig
 
 
@@ -191,8 +185,7 @@ def weighted_sum(values: np.ndarray, weights: np.ndarray, output: np.ndarray, la
     """The value rows a query may read, each labelled with its weight, and the weighted sum they give."""
     count = len(weights)
     limit = float(max(np.abs(values).max(), np.abs(output).max())) or 1.0
-    fig = make_subplots(rows=2, cols=1, row_heights=[count, 1.6], vertical_spacing=0.5 / (count + 4),
-                        subplot_titles=("value vectors v_j, one row per visible key", "output o_i = Σ α_ij v_j"))
+    fig = make_subplots(rows=2, cols=1, row_heights=[count, 1.2], vertical_spacing=min(0.12, 2.4 / (count + 12)))
     row_labels = [f"{100 * w:5.1f}% × {lab}" for w, lab in zip(weights, labels)]
     dims = list(range(1, values.shape[1] + 1))
     common = dict(colorscale=DIVERGING, zmid=0, zmin=-limit, zmax=limit)
@@ -204,42 +197,57 @@ def weighted_sum(values: np.ndarray, weights: np.ndarray, output: np.ndarray, la
                              hovertemplate="output, dimension %{x}: %{z:.4f}<extra></extra>"), row=2, col=1)
     fig.update_yaxes(tickvals=list(range(count)), ticktext=row_labels, autorange="reversed", showgrid=False,
                      tickfont=dict(family="monospace", size=11), row=1, col=1)
-    fig.update_yaxes(tickvals=[0], ticktext=["o_i"], showgrid=False, tickfont=dict(family="monospace"), row=2, col=1)
+    fig.update_yaxes(tickvals=[0], ticktext=["= output o_i"], showgrid=False, tickfont=dict(family="monospace"),
+                     row=2, col=1)
     fig.update_xaxes(showgrid=False)
+    fig.update_xaxes(showticklabels=False, row=1, col=1)
     fig.update_xaxes(title="dimension of the head (1-64)", row=2, col=1)
     fig.update_layout(**base_layout(title=title, height=max(260, 18 * count + 200)))
     return fig
 
 
-def head_grid(layer_weights: np.ndarray, labels: Sequence[str], layer: int, selected: int | None = None,
-              kv_group: int = 3) -> go.Figure:
-    """All heads of one layer side by side (3 per row), one shared colour scale from 0 to 1."""
+def head_grid(layer_weights: np.ndarray, labels: Sequence[str], selected: int | None = None,
+              kv_group: int = 3, height: int = 900) -> go.Figure:
+    """All heads of one layer side by side (3 per row), one shared colour scale from 0 to 1.
+
+    Kept light for 9 x T x T cells: the axes are categories named "position token", so the hover needs no
+    per-cell text, and the masked triangle is the grey plot background showing through empty cells.
+    """
     heads, length = layer_weights.shape[0], len(labels)
     cols = 3
     rows = -(-heads // cols)
     titles = [f"head {h + 1} · KV head {h // kv_group + 1}" for h in range(heads)]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.04,
-                        vertical_spacing=0.07)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03,
+                        vertical_spacing=0.06)
+    names = [f"{j + 1} {label}" for j, label in enumerate(labels)]
+    lower = np.tril(np.ones((length, length), dtype=bool))
     for h in range(heads):
-        r, c = h // cols + 1, h % cols + 1
-        fig.add_trace(_masked_trace(length), row=r, col=c)
-        fig.add_trace(_weights_trace(layer_weights[h], labels, coloraxis="coloraxis"), row=r, col=c)
-        axis = "" if h == 0 else str(h + 1)
-        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{axis}", constrain="domain", row=r, col=c)
-        fig.update_xaxes(constrain="domain", row=r, col=c)
+        z = np.where(lower, layer_weights[h], np.nan).astype(np.float32)
+        fig.add_trace(go.Heatmap(z=np.round(z, 4), x=names, y=names, coloraxis="coloraxis", hoverongaps=False,
+                                 hovertemplate=f"head {h + 1}<br>query %{{y}} → key %{{x}}<br>weight %{{z:.4f}}"
+                                               "<extra></extra>"),
+                      row=h // cols + 1, col=h % cols + 1)
     small = length <= 12
-    fig.update_xaxes(showgrid=False, showticklabels=small, tickvals=list(range(1, length + 1)), ticktext=list(labels),
-                     tickangle=-60, tickfont=dict(family="monospace", size=9))
-    fig.update_yaxes(showgrid=False, showticklabels=small, tickvals=list(range(1, length + 1)), ticktext=list(labels),
-                     tickfont=dict(family="monospace", size=9))
+    fig.update_xaxes(showgrid=False, showticklabels=small, tickangle=-60, tickfont=dict(family="monospace", size=9))
+    fig.update_yaxes(showgrid=False, showticklabels=small, tickfont=dict(family="monospace", size=9),
+                     autorange="reversed")
     if selected is not None and 0 <= selected < heads:
         fig.layout.annotations[selected].font = dict(color=ACCENT, size=15)
         fig.layout.annotations[selected].text = f"<b>{titles[selected]} (selected)</b>"
-    fig.update_layout(**base_layout(title=f"Layer {layer + 1}: all {heads} heads (rows: queries, columns: keys)",
-                                    height=330 * rows + 60,
+    fig.update_layout(**base_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor=MASKED_FILL,
                                     coloraxis=dict(colorscale=SEQUENTIAL, cmin=0, cmax=1,
                                                    colorbar=dict(title="weight", thickness=12))))
     return fig
+
+
+_EMPTY, _LEVELS = 0, 250   # byte 0: an empty cell; bytes 1..251: weight 0..1
+
+
+def _quantised_scale() -> list:
+    """Transparent at 0, Viridis over 1..(_LEVELS + 1)."""
+    top = _LEVELS + 1
+    stops = [[(1 + _LEVELS * i / 10) / top, colour] for i, colour in enumerate(sample_colorscale(SEQUENTIAL, 11))]
+    return [[0, "rgba(0,0,0,0)"], [0.5 / top, "rgba(0,0,0,0)"], *stops]
 
 
 def overview(thumbnails: np.ndarray, hover: Sequence[Sequence[str]], selected: tuple[int, int] | None = None
@@ -252,14 +260,19 @@ def overview(thumbnails: np.ndarray, hover: Sequence[Sequence[str]], selected: t
     """
     layers, heads, size, _ = thumbnails.shape
     step = size + max(1, size // 6)
-    canvas = np.full((heads * step, layers * step), np.nan)
+    # Weights quantised to one byte per cell (a fraction of the JSON of floats); byte 0 marks empty cells
+    # (gaps and the masked triangle), drawn transparent by the bottom end of the colour scale.
+    canvas = np.full((heads * step, layers * step), _EMPTY, dtype=np.uint8)
+    lower = np.tril(np.ones((size, size), dtype=bool))
     for l in range(layers):
         for h in range(heads):
-            block = np.where(np.tril(np.ones((size, size), dtype=bool)), thumbnails[l, h], np.nan)
+            block = np.where(lower, 1 + np.round(np.clip(thumbnails[l, h], 0, 1) * _LEVELS), _EMPTY)
             canvas[h * step:h * step + size, l * step:l * step + size] = block
     centre = (size - 1) / 2
-    fig = go.Figure(go.Heatmap(z=np.round(canvas, 3), colorscale=SEQUENTIAL, zmin=0, zmax=1, hoverinfo="skip",
-                               colorbar=dict(title="weight", thickness=10)))
+    ticks = [0, 0.25, 0.5, 0.75, 1]
+    fig = go.Figure(go.Heatmap(z=canvas, colorscale=_quantised_scale(), zmin=0, zmax=_LEVELS + 1, hoverinfo="skip",
+                               colorbar=dict(title="weight", thickness=10, tickvals=[1 + t * _LEVELS for t in ticks],
+                                             ticktext=[f"{t:g}" for t in ticks])))
     xs = [l * step + centre for l in range(layers) for _ in range(heads)]
     ys = [h * step + centre for _ in range(layers) for h in range(heads)]
     fig.add_trace(go.Scatter(
@@ -273,10 +286,12 @@ def overview(thumbnails: np.ndarray, hover: Sequence[Sequence[str]], selected: t
         fig.add_shape(type="rect", x0=l * step - 0.9, x1=l * step + size - 0.1, y0=h * step - 0.9,
                       y1=h * step + size - 0.1, line=dict(color=ACCENT, width=3))
     fig.update_xaxes(tickvals=[l * step + centre for l in range(layers)], ticktext=[str(l + 1) for l in range(layers)],
-                     title="layer", showgrid=False, zeroline=False, side="top")
+                     title="layer", showgrid=False, zeroline=False, side="top",
+                     constrain="domain")
     fig.update_yaxes(tickvals=[h * step + centre for h in range(heads)], ticktext=[str(h + 1) for h in range(heads)],
-                     title="head", autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x")
-    fig.update_layout(**base_layout(height=420, hovermode="closest", dragmode=False,
+                     title="head", autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x",
+                     constrain="domain")
+    fig.update_layout(**base_layout(height=360, hovermode="closest", dragmode=False,
                                     margin=dict(l=10, r=10, t=50, b=10)))
     return fig
 

@@ -1,12 +1,13 @@
 """Showing model or user text inside Streamlit labels and markdown without it being read as markup."""
 from __future__ import annotations
 
-import re
-
-# Markdown, Streamlit's colour/icon directives (:red[...], :material/x:), and KaTeX ($) all start with these.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
 
 def escape_markdown(text: str) -> str:
-    """Backslash-escape every character Markdown or Streamlit could read as formatting."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    """Make text inert for st.markdown and widget labels.
+
+    CommonMark lets any ASCII punctuation be backslash-escaped, so escaping all of it rules out
+    emphasis, links, HTML, KaTeX ($) and Streamlit's :colour[...] and :material/...: directives at once.
+    Newlines become a visible ↵ so one label stays on one line.
+    """
+    return "".join("\\" + c if c.isascii() and not c.isalnum() and not c.isspace() else c
+                   for c in text).replace("\n", " ↵ ")
