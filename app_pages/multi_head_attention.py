@@ -5,9 +5,10 @@ import streamlit as st
 from charts.attention import attention_heatmap, head_grid, head_map, head_scatter, overview
 from engine.attention import findings
 from ui import concept_page, prompt_input
-from ui.attention import (MAX_TOKENS, THUMBNAIL, captured, head_name, md_escape, statistics, thumbnails,
+from ui.attention import (MAX_TOKENS, THUMBNAIL, captured, head_name, statistics, thumbnails,
                           token_labels)
 from ui.charts import show_chart
+from ui.text import escape_markdown
 
 DEFAULT_TEXT = ("The cat sat on the mat because the mat was warm. Then the dog sat on the mat too, "
                 "and the cat was not happy about it.")
@@ -110,7 +111,7 @@ with concept_page("multi-head-attention"):
 
     st.subheader("Reading 270 heads with four numbers", anchor=False)
     found = findings(stats)
-    sink_token = md_escape(labels[0])
+    sink_token = escape_markdown(labels[0])
     notes = []
     if found.previous_token_heads:
         notes.append(f"**Previous-token heads.** {len(found.previous_token_heads)} heads put more than half their "

@@ -4,8 +4,9 @@ import streamlit as st
 
 from charts.attention import attention_heatmap, attention_lines, score_bars, vector_rows, weight_bars, weighted_sum
 from ui import concept_page, prompt_input
-from ui.attention import MAX_TOKENS, captured, md_escape, token_labels, worked_step
+from ui.attention import MAX_TOKENS, captured, token_labels, worked_step
 from ui.charts import show_chart
+from ui.text import escape_markdown
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired"
 # Shown 1-based. On the default sentence this head sends most of "it"'s attention to "animal".
@@ -65,7 +66,7 @@ with concept_page("self-attention"):
                               "It starts on the first “it” if your text has one, otherwise on the last token.")
         else:
             query = 1
-        st.caption(f"Query {query} of {length}: “{md_escape(labels[query - 1])}”")
+        st.caption(f"Query {query} of {length}: “{escape_markdown(labels[query - 1])}”")
     L, H, i = layer - 1, head - 1, query - 1
     weights = cap.attentions[L, H]
     row_sums = weights.sum(-1)
@@ -97,7 +98,7 @@ with concept_page("self-attention"):
 
     step = worked_step(text, L, H, i)
     top = int(np.argmax(step.weights))
-    st.subheader(f"Step by step: query {query} “{md_escape(labels[i])}” in layer {layer}, head {head}", anchor=False)
+    st.subheader(f"Step by step: query {query} “{escape_markdown(labels[i])}” in layer {layer}, head {head}", anchor=False)
     st.markdown(f"Every number below comes from the model's own vectors: the residual stream entering layer "
                 f"{layer} at each position, normalised by the layer's RMSNorm, projected by its $W_Q$, $W_K$, "
                 f"$W_V$ and rotated by RoPE. Head {head} reads key/value head {step.kv_head + 1}, which it shares "
@@ -117,7 +118,7 @@ with concept_page("self-attention"):
              [r"s_{ij} = q_i \cdot k_j = \sum_{d=1}^{64} q_{i,d}\,k_{j,d}",
               rf"s_{{{query},{top + 1}}} = {d[0]:.2f} {'+' if d[1] >= 0 else '-'} {abs(d[1]):.2f} + \dots "
               rf"= {step.raw_scores[top]:.2f}"],
-             f"Filled in for key {top + 1} (“{md_escape(labels[top])}”), the one that ends up with the most weight. "
+             f"Filled in for key {top + 1} (“{escape_markdown(labels[top])}”), the one that ends up with the most weight. "
              "Grey bars: later tokens; the product is computed, but the mask removes it in step 3.",
              score_bars(step.raw_scores, labels, i, "q · k"), "step-raw")
 

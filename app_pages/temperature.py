@@ -8,7 +8,8 @@ from engine.tokens import visible
 from ui import concept_page, prompt_input
 from ui.cached import continuation, next_token
 from ui.charts import show_chart
-from ui.sampling import chart_label, md_escape, temperature_curve, token_texts
+from ui.sampling import chart_label, temperature_curve, token_texts
+from ui.text import escape_markdown
 
 PROMPT_KEY = "prompt"
 DEFAULT_PROMPT = "My favourite food is"
@@ -60,7 +61,7 @@ with concept_page("temperature"):
                    f"equally likely, is {np.log2(dist.logits.size):.1f} bits.")
     m2.metric("Top token's probability", f"{100 * scaled[argmax]:.1f}%",
               f"{100 * (scaled[argmax] - original[argmax]):+.1f} points vs T = 1", delta_color="off",
-              help=f"The most likely token, {md_escape(visible(texts[0]))}, is the same at every T > 0.")
+              help=f"The most likely token, {escape_markdown(visible(texts[0]))}, is the same at every T > 0.")
     m3.metric("Like choosing among", f"{2 ** ht:,.1f} tokens",
               help="2 to the power of the entropy: the number of equally likely tokens with the same "
                    "uncertainty (the perplexity of this one step).")
@@ -90,7 +91,7 @@ with concept_page("temperature"):
 
     greedy = continuation(prompt, 1)     # T = 0 in the generator: the greedy path
     greedy_id = greedy.new_ids[0] if greedy.new_ids else None
-    argmax_text = md_escape(visible(token_texts((argmax,))[0]))
+    argmax_text = escape_markdown(visible(token_texts((argmax,))[0]))
     coldest = float(curve.top1[0])
     coldest_text = "more than 99.99%" if coldest > 0.9999 else f"{100 * coldest:.2f}%"
     if greedy_id == argmax:

@@ -7,7 +7,8 @@ from engine.sampling import FilterResult, entropy_bits, sampling_filter
 from engine.tokens import decode, visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import show_chart
-from ui.sampling import Steps, chart_label, md_escape, steps, token_texts
+from ui.sampling import Steps, chart_label, steps, token_texts
+from ui.text import escape_markdown
 
 TEXT_KEY = "text"
 DEFAULT_TEXT = "The capital of France is Paris. My favourite city is"
@@ -39,7 +40,7 @@ def step_panel(s: Steps, position: int, heading: str, colour: str, t: float, k: 
     vocab = logits.size
 
     st.markdown(f"#### :{colour}[{heading}]")
-    st.markdown(f"Token {position + 1} of {len(s.ids)}: after **{md_escape(context_tail(s, position))}**")
+    st.markdown(f"Token {position + 1} of {len(s.ids)}: after **{escape_markdown(context_tail(s, position))}**")
     a, b, c = st.columns(3)
     a.metric("Survivors", f"{result.survivors:,}", help=f"Tokens left to sample from, out of {vocab:,}.")
     b.metric("Kept mass", f"{100 * result.kept_mass:.1f}%",
@@ -81,7 +82,7 @@ def step_panel(s: Steps, position: int, heading: str, colour: str, t: float, k: 
         actual = int(s.ids[position + 1])
         rank = int((logits > logits[actual]).sum()) + 1
         fate = "survives" if result.keep[actual] else "is cut"
-        notes.append(f"The token that actually follows in your text, “{md_escape(visible(s.texts[position + 1]))}”, "
+        notes.append(f"The token that actually follows in your text, “{escape_markdown(visible(s.texts[position + 1]))}”, "
                      f"is the model's #{rank:,} guess and {fate} under these settings.")
     st.caption(" ".join(notes))
 

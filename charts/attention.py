@@ -11,9 +11,8 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from charts.style import ACCENT, PRIMARY, SEQUENTIAL, base_layout
+from charts.style import ACCENT, DIVERGING, PRIMARY, SEQUENTIAL, base_layout
 
-DIVERGING = "RdBu_r"          # signed vector entries: blue negative, red positive, white zero
 MASKED_FILL = "rgba(140,140,140,0.22)"
 MASKED_BAR = "rgba(140,140,140,0.45)"
 

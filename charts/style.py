@@ -6,6 +6,7 @@ OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
 PRIMARY = OKABE_ITO[0]
 ACCENT = OKABE_ITO[1]
 SEQUENTIAL = "Viridis"   # perceptually uniform and colour-blind safe
+DIVERGING = "RdBu_r"     # signed values: blue negative, white zero, red positive (safe for red-green blindness)
 
 
 def base_layout(**extra) -> dict:

@@ -1,7 +1,10 @@
 """Run one page of the app in Streamlit's AppTest, as a visitor would open it (optionally from a share link)."""
 from __future__ import annotations
 
+import base64
 from pathlib import Path
+
+import numpy as np
 
 from streamlit.testing.v1 import AppTest
 
@@ -30,3 +33,16 @@ def assert_no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error if "This demo hit a problem" in str(e.value)]
     assert not errors, errors
+
+
+def plotly_array(value) -> np.ndarray:
+    """Plotly sends numpy arrays as {'dtype', 'bdata', 'shape'}; plain lists pass through."""
+    if isinstance(value, dict) and "bdata" in value:
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            data = data.reshape([int(s) for s in str(shape).split(",")])
+        return data.astype(np.float64)
+    return np.array([np.nan if v is None else v for v in value], dtype=np.float64) \
+        if not (value and isinstance(value[0], list)) else \
+        np.array([[np.nan if v is None else v for v in row] for row in value], dtype=np.float64)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from engine.attention import capture, findings, head_stats
-from tests.pages import assert_no_exception, open_page, shown_text
-from tests.test_page_self_attention import plotly_array
+from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 DEFAULT_TEXT = ("The cat sat on the mat because the mat was warm. Then the dog sat on the mat too, "
                 "and the cat was not happy about it.")

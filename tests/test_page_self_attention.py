@@ -1,6 +1,5 @@
 """The self-attention page shows the model's own attention, works one row out by hand, follows its share link,
 reuses the cached forward pass when only layer/head/query move, and survives bad input."""
-import base64
 import json
 import re
 
@@ -9,22 +8,9 @@ import pytest
 
 import engine.attention
 from engine.attention import attention_step, capture
-from tests.pages import assert_no_exception, open_page, shown_text
+from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired"
-
-
-def plotly_array(value) -> np.ndarray:
-    """Plotly sends numpy arrays as {'dtype', 'bdata', 'shape'}; plain lists pass through."""
-    if isinstance(value, dict) and "bdata" in value:
-        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        if shape:
-            data = data.reshape([int(s) for s in str(shape).split(",")])
-        return data.astype(np.float64)
-    return np.array([np.nan if v is None else v for v in value], dtype=np.float64) \
-        if not (value and isinstance(value[0], list)) else \
-        np.array([[np.nan if v is None else v for v in row] for row in value], dtype=np.float64)
 
 
 def figures(at) -> list[dict]:

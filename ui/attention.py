@@ -5,7 +5,6 @@ and treated as read-only; moving a layer, head or query slider only reads it, it
 """
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import streamlit as st
@@ -42,14 +41,6 @@ def thumbnails(text: str) -> np.ndarray:
 def token_labels(cap: AttentionCapture) -> list[str]:
     """Chart labels with whitespace made visible."""
     return [visible(t) for t in cap.tokens]
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
-
-
-def md_escape(text: str) -> str:
-    """User-derived text safe to put inside st.markdown: no Markdown, HTML or LaTeX takes effect."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def head_name(layer: int, head: int) -> str:

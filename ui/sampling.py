@@ -73,13 +73,6 @@ def steps(text: str) -> Steps:
                  top_probability=np.array([d.max() for d in dists]))
 
 
-def md_escape(text: str) -> str:
-    """User-derived text made inert for st.markdown: every ASCII punctuation mark backslash-escaped
-    (CommonMark allows it), so no emphasis, link, HTML, LaTeX ($) or :colour[...] directive can form."""
-    return "".join("\\" + c if (c.isascii() and not c.isalnum() and not c.isspace()) else c
-                   for c in text).replace("\n", " ↵ ")
-
-
 def chart_label(token_text: str, limit: int = 18) -> str:
     """A token as a chart label: whitespace made visible, very long tokens shortened with an ellipsis."""
     label = visible(token_text)
