@@ -20,6 +20,8 @@ DEFAULT_PROMPT = (
 CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
 GROWTH_MAX_TOKENS = 512
 GB = 1e9
+TIME_BUDGET_S = 60   # a timing run stops after this, so one visitor cannot hold the shared CPU for minutes
+AGAIN_FLAG = "_kv_measure_again"   # set by the "Measure again" button's callback, read once by the next run
 
 
 def short_tokens(n: int) -> str:
@@ -31,6 +33,11 @@ def human_bytes(n: float) -> str:
         if n >= size:
             return f"{n / size:,.2f} {unit}"
     return f"{n:,.0f} B"
+
+
+def described_metric(column, label: str, value: str, note: str, help: str | None = None) -> None:
+    """A metric whose small line under the value is a description, not a change (no arrow, no colour)."""
+    column.metric(label, value, note, delta_color="off", delta_arrow="off", help=help)
 
 
 def timing_section(prompt: str) -> None:
@@ -53,14 +60,7 @@ def timing_section(prompt: str) -> None:
         return
 
     result = stored_timing(prompt, n)
-    again = False
-    if result is not None:
-        note, button = st.columns([4, 1], vertical_alignment="center")
-        measured = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.measured_at))
-        note.caption(f":material/schedule: Measured at {measured} on this server's shared CPU and stored for this "
-                     "prompt and length, so a shared link shows the same run. Timings depend on what else the "
-                     "server is doing.")
-        again = button.button("Measure again", key="again", icon=":material/refresh:", width="stretch")
+    again = bool(st.session_state.pop(AGAIN_FLAG, False))
     if result is None or again:
         bar = st.progress(0.0, text="Warming up the model...")
 
@@ -71,28 +71,43 @@ def timing_section(prompt: str) -> None:
         def on_wait() -> None:
             bar.progress(0.0, text="Waiting for another visitor's measurement to finish...")
 
-        result = measure_timing(prompt, n, on_step=on_step, on_wait=on_wait)
+        result = measure_timing(prompt, n, on_step=on_step, on_wait=on_wait, again=again,
+                                time_budget_s=TIME_BUDGET_S)
         bar.empty()
-        if again:
-            st.caption(f":material/check: Measured again at "
-                       f"{time.strftime('%H:%M:%S UTC', time.gmtime(result.measured_at))}.")
 
     cached, uncached = result.cached, result.uncached
     a, b, c, d = st.columns(4)
     if result.identical:
-        a.metric("Greedy tokens", "identical ✓", f"{len(cached.new_ids)} of {len(cached.new_ids)} match",
-                 delta_color="off", help="Token ids compared one by one: the cache changes the cost, not the result.")
+        described_metric(a, "Greedy tokens", "identical ✓", f"all {len(cached.new_ids)} match",
+                         "Token ids compared one by one: the cache changes the cost, not the result.")
     else:
-        a.metric("Greedy tokens", "differ ✗", f"first at token {result.first_difference + 1}", delta_color="off",
-                 help="The cached path adds up the same numbers in a different order; a near-tie between two "
-                      "tokens can flip. The computation is the same.")
-    b.metric("With cache", f"{cached.total_seconds:.2f} s", f"{cached.decode_tokens_per_second:.1f} tokens/s",
-             delta_color="off", help="Total wall time; tokens/s counts the steps after the first (which reads the "
-                                     "prompt).")
-    c.metric("Without cache", f"{uncached.total_seconds:.2f} s", f"{uncached.decode_tokens_per_second:.1f} tokens/s",
-             delta_color="off")
-    d.metric("Speed-up", f"{result.speedup:.1f}×", "total time without ÷ with", delta_color="off")
+        described_metric(a, "Greedy tokens", "differ ✗", f"first at token {result.first_difference + 1}",
+                         "The cached path adds up the same numbers in a different order; a near-tie between two "
+                         "tokens can flip. The computation is the same.")
+    described_metric(b, "With cache", f"{cached.total_seconds:.2f} s",
+                     f"{cached.decode_tokens_per_second:.1f} tokens/s",
+                     "Total wall time; tokens/s counts the steps after the first (which also reads the prompt).")
+    described_metric(c, "Without cache", f"{uncached.total_seconds:.2f} s",
+                     f"{uncached.decode_tokens_per_second:.1f} tokens/s")
+    described_metric(d, "Speed-up", f"{result.speedup:.1f}×", "total time without ÷ with")
 
+    note, button = st.columns([4, 1], vertical_alignment="center")
+    measured = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.measured_at))
+    note.caption(f":material/schedule: Measured at {measured} on this server's shared CPU, and stored for this prompt "
+                 "and length so that a shared link shows the same run. Timings depend on what else the server is "
+                 "doing at the time.")
+    button.button("Measure again", key="again", icon=":material/refresh:", width="stretch",
+                  on_click=st.session_state.__setitem__, args=(AGAIN_FLAG, True))
+    busy = []
+    if result.stopped_early:
+        busy.append(f"Stopped after {len(cached.new_ids)} of {result.requested} tokens: a measurement is limited to "
+                    f"{TIME_BUDGET_S} s so that the shared server stays responsive.")
+    if result.noisy:
+        busy.append("Some steps took several times longer than their neighbours (the spikes below): other work was "
+                    "running. The totals still compare like with like, since the two runs alternate step by step.")
+    if busy:
+        st.warning("The server was busy during this run. " + " ".join(busy) + " **Measure again** later for a "
+                   "cleaner curve.", icon=":material/speed:")
     with_ms = [1000 * s for s in cached.step_seconds]
     without_ms = [1000 * s for s in uncached.step_seconds]
     lengths = uncached.tokens_fed
@@ -107,9 +122,10 @@ def timing_section(prompt: str) -> None:
                name="kv-cache-step-times", key="timing_chart")
     st.caption(f"Token 1 costs about the same in both runs: each reads the whole {prompt_len}-token prompt (the "
                "prefill). From then on the uncached run feeds the prompt plus everything generated so far, so its "
-               "steps grow with length; the cached run feeds one token. On a model this small a good part of each "
-               "step is fixed overhead (30 layers of small matrix products and Python), so the cached line is flat "
-               "rather than near zero, and the gap widens with longer prompts and more tokens.")
+               "steps grow with length; the cached run feeds one token, so its line stays nearly flat (its "
+               "attention still reads every cached key, which grows slowly with length). On a model this small a "
+               "good part of each step is fixed overhead (30 layers of small matrix products, and Python), so the "
+               "cached line is well above zero, and the gap widens with longer prompts and more tokens.")
     with st.expander("The generated text (both runs)"):
         st.text(prompt + result.new_text)
         st.caption("Greedy, without the chat template, and not stopped at end-of-text, so both runs cover every "
@@ -130,16 +146,17 @@ def memory_section(prompt: str) -> None:
     st.latex(rf"2 \times {spec.layers} \times {spec.kv_heads} \times {spec.head_dim} \times {growth.element_size}"
              rf"\ \text{{bytes}} = {per_token:,.0f}\ \text{{bytes per token}}".replace(",", "{,}"))
     a, b, c, d = st.columns(4)
-    a.metric("Per token, formula", f"{per_token:,.0f} B")
+    described_metric(a, "Per token, formula", f"{per_token:,.0f} B", f"= {per_token / 1024:,.1f} KiB")
     b.metric("Per token, measured", f"{growth.per_token_measured:,.0f} B",
              help=f"Bytes of all cache tensors at {growth.tokens[-1]} tokens, divided by {growth.tokens[-1]}.")
     matched = sum(m == f for m, f in zip(growth.measured_bytes, growth.formula_bytes))
-    c.metric("Formula = tensors", "✓ equal" if growth.matches else "✗ differ",
-             f"at {matched} of {len(growth.tokens)} lengths", delta_color="off")
+    described_metric(c, "Formula = tensors", "✓ equal" if growth.matches else "✗ differ",
+                     f"at {matched} of {len(growth.tokens)} lengths")
     full = kv_cache_bytes(spec, growth.element_size, model.card.context_length)
-    d.metric(f"At its full context ({model.card.context_length:,} tokens)", human_bytes(full),
-             help="Formula, one sequence, float32. The weights are "
-                  f"{human_bytes(model.card.parameters * growth.element_size)} at float32.")
+    weights = model.card.parameters * growth.element_size
+    described_metric(d, f"At its full context ({model.card.context_length:,} tokens)", human_bytes(full),
+                     f"= {full / 2 ** 20:,.0f} MiB, {full / weights:.0%} of the weights",
+                     f"Formula, one sequence, float32. The weights are {human_bytes(weights)} at float32.")
     show_chart(cache_growth(growth.tokens, [m / 1e6 for m in growth.measured_bytes],
                             [f / 1e6 for f in growth.formula_bytes],
                             title="SmolLM2's cache grows by the same number of bytes with every token"),
@@ -152,17 +169,29 @@ def memory_section(prompt: str) -> None:
                "difference: the size depends only on how many.")
 
 
+def whole_number_input(column, label: str, high: int, default: int, key: str, help: str | None = None) -> int:
+    """A bound number input for a whole number.
+
+    Streamlit 1.67's integer number_input raises OverflowError on a URL value such as 1e400 (int(inf)); its
+    float variant falls back to the default for any non-finite or out-of-range value, so the float variant is
+    used and shown without decimals.
+    """
+    value = column.number_input(label, min_value=1.0, max_value=float(high), value=float(default), step=1.0,
+                                format="%.0f", key=key, bind="query-params", help=help)
+    return int(round(value)) if value is not None else default
+
+
 def custom_spec() -> ModelSpec:
     with st.expander("Your own configuration", icon=":material/tune:"):
         cols = st.columns(4)
-        layers = cols[0].number_input("Layers", 1, MAX_LAYERS, 40, key="layers", bind="query-params")
-        heads = cols[1].number_input("Query heads", 1, MAX_HEADS, 40, key="heads", bind="query-params")
-        kv_heads = cols[2].number_input("KV heads", 1, MAX_HEADS, 8, key="kv_heads", bind="query-params",
-                                        help="Equal to the query heads for MHA, fewer for GQA, 1 for MQA.")
-        head_dim = cols[3].number_input("Head size", 1, MAX_HEAD_DIM, 128, key="head_dim", bind="query-params")
+        layers = whole_number_input(cols[0], "Layers", MAX_LAYERS, 40, "layers")
+        heads = whole_number_input(cols[1], "Query heads", MAX_HEADS, 40, "heads")
+        kv_heads = whole_number_input(cols[2], "KV heads", MAX_HEADS, 8, "kv_heads",
+                                      help="Equal to the query heads for MHA, fewer for GQA, 1 for MQA.")
+        head_dim = whole_number_input(cols[3], "Head size", MAX_HEAD_DIM, 128, "head_dim")
         spec = ModelSpec("Your config", layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
                          source="your numbers").bounded()
-        if spec.kv_heads < int(kv_heads or 0):
+        if spec.kv_heads < kv_heads:
             st.caption(f"KV heads cannot exceed query heads: using {spec.kv_heads}.")
     return spec
 
@@ -171,48 +200,46 @@ def calculator_section() -> None:
     st.subheader("3 · How big the cache gets on bigger models")
     st.markdown("The same formula, for published configurations. The cache is per sequence, so it scales with "
                 "batch size as well as with context length.")
-    c1, c2, c3, c4 = st.columns([2.2, 1, 2.2, 1], vertical_alignment="bottom")
-    dtype = c1.segmented_control("Cache precision", list(DTYPE_BYTES), default=DEFAULT_DTYPE, key="dtype",
-                                 bind="query-params", format_func=lambda d: f"{d} · {DTYPE_BYTES[d]:g} B",
-                                 help="Bytes per stored number. fp8 and int8 take 1 byte, int4 half a byte.")
-    dtype = dtype if dtype in DTYPE_BYTES else DEFAULT_DTYPE
-    per_value = dtype_bytes(dtype)
-    batch = int(c2.number_input("Batch", 1, MAX_BATCH, 1, key="batch", bind="query-params",
-                                help="Sequences served at once; each has its own cache.") or 1)
+    c1, c2 = st.columns([3, 1], vertical_alignment="top")
+    c3, c4 = st.columns([3, 1], vertical_alignment="bottom")
+    with c1:
+        dtype = st.segmented_control("Cache precision", list(DTYPE_BYTES), default=DEFAULT_DTYPE, key="dtype",
+                                     bind="query-params", help="The number format the keys and values are stored in.")
+        dtype = dtype if dtype in DTYPE_BYTES else DEFAULT_DTYPE
+        per_value = dtype_bytes(dtype)
+        st.caption(f"{dtype}: **{per_value:g} bytes** per number (fp32 4, fp16 and bf16 2, fp8 and int8 1, int4 ½).")
+    batch = whole_number_input(c2, "Batch", MAX_BATCH, 1, "batch", help="Sequences served at once; each has its "
+                                                                         "own cache.")
     context = c3.select_slider("Context length (tokens)", CONTEXTS, value=4096, key="ctx", bind="query-params",
                                format_func=short_tokens)
     context = context if context in CONTEXTS else 4096
-    log_memory = c4.toggle("Log memory axis", value=False, key="logy", bind="query-params")
+    log_memory = c4.toggle("Log scale for memory", value=False, key="logy", bind="query-params")
 
     specs = [live_spec(lm()), *PUBLISHED, custom_spec()]
     rows = []
     for s in specs:
         cache = kv_cache_bytes(s, per_value, context, batch)
         weights = weight_bytes(s, per_value)
-        rows.append({"model": s.name, "attention": f"{s.attention} ({s.heads} q / {s.kv_heads} kv)",
-                     "layers": s.layers, "kv_heads": s.kv_heads, "head_dim": s.head_dim,
+        rows.append({"model": s.name, "attention": f"{s.attention}: {s.heads} q / {s.kv_heads} kv heads",
+                     "shape": f"{s.layers} × {s.kv_heads} × {s.head_dim}",
                      "bytes_per_token": kv_bytes_per_token(s, per_value), "kv_cache_gb": cache / GB,
-                     "weights_gb": None if weights is None else weights / GB,
-                     "cache_vs_weights": None if not weights else cache / weights,
-                     "own_context": s.context})
+                     "weights_gb": "—" if weights is None else f"{weights / GB:,.2f}",
+                     "cache_vs_weights": "—" if not weights else f"{cache / weights:.2g}×"})
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "model": st.column_config.TextColumn("Model"),
         "attention": st.column_config.TextColumn("Attention"),
-        "layers": st.column_config.NumberColumn("Layers"),
-        "kv_heads": st.column_config.NumberColumn("KV heads"),
-        "head_dim": st.column_config.NumberColumn("Head size"),
-        "bytes_per_token": st.column_config.NumberColumn("Bytes per token", format="localized",
+        "shape": st.column_config.TextColumn("Layers × KV heads × head size"),
+        "bytes_per_token": st.column_config.NumberColumn("Bytes / token", format="localized",
                                                          help="2 × layers × KV heads × head size × bytes"),
-        "kv_cache_gb": st.column_config.NumberColumn(f"KV cache (GB) at {short_tokens(context)} × {batch}",
-                                                     format="%.3f"),
-        "weights_gb": st.column_config.NumberColumn(f"Weights (GB) at {dtype}", format="%.2f",
-                                                    help="Parameters × bytes, same precision as the cache. SmolLM2: "
-                                                         "counted from the loaded weights; others: counted from "
-                                                         "their config (embeddings, attention, SwiGLU, norms)."),
-        "cache_vs_weights": st.column_config.NumberColumn("Cache ÷ weights", format="%.2f×"),
-        "own_context": st.column_config.NumberColumn("Own context", format="localized",
-                                                     help="max_position_embeddings in the config"),
+        "kv_cache_gb": st.column_config.NumberColumn(f"Cache GB ({short_tokens(context)} × {batch})", format="%.3f",
+                                                     help=f"{context:,} tokens × batch {batch}"),
+        "weights_gb": st.column_config.TextColumn("Weights GB",
+                                                    help=f"Parameters × bytes at {dtype}, the same precision as the "
+                                                         "cache. SmolLM2: counted from the loaded weights; the "
+                                                         "others: counted from their configs (embeddings, attention, "
+                                                         "SwiGLU, norms). Unknown for your own configuration."),
+        "cache_vs_weights": st.column_config.TextColumn("Cache ÷ weights"),
     })
     llama2 = next(s for s in PUBLISHED if s.name == "LLaMA-2-7B")
     l2_cache = kv_cache_bytes(llama2, per_value, context, batch)
@@ -228,8 +255,14 @@ def calculator_section() -> None:
                pd.DataFrame([{"model": s["name"], "context_tokens": t, "kv_cache_gb": g}
                              for s in series for t, g in zip(s["contexts"], s["gb"])]),
                name="kv-cache-vs-context", key="context_chart")
-    st.caption("Solid up to each model's own context length (max_position_embeddings), dotted beyond it. Mistral-7B "
-               "v0.1 attends over a 4,096-token sliding window, so a rolling cache can stop at 4,096 tokens.")
+    same = {}
+    for s in specs:
+        same.setdefault(kv_bytes_per_token(s, per_value), []).append(s.name)
+    overlaps = [" and ".join(names) for names in same.values() if len(names) > 1]
+    st.caption("Solid up to each model's own context length (max_position_embeddings in its config), dotted beyond "
+               "it. " + "".join(f"{o} store the same bytes per token, so their lines coincide. " for o in overlaps)
+               + "Mistral-7B v0.1 attends over a 4,096-token sliding window, so a rolling cache can stop at 4,096 "
+                 "tokens.")
 
     st.markdown("**What grouped-query attention saves.** The same models if every query head kept its own keys "
                 "and values (MHA), as configured, and with a single shared K/V head (MQA):")
@@ -238,7 +271,8 @@ def calculator_section() -> None:
     mqa = [kv_cache_bytes(s.with_kv_heads(1), per_value, context, batch) / GB for s in specs]
     labels = [f"{s.attention}, {s.kv_heads} KV heads" for s in specs]
     show_chart(attention_kinds([s.name for s in specs], mha, actual, mqa, labels,
-                               title=f"KV cache at {short_tokens(context)} tokens × batch {batch}, {dtype}"),
+                               title=f"Cache as a share of full multi-head attention (labels: GB at "
+                                     f"{short_tokens(context)} × batch {batch}, {dtype})"),
                pd.DataFrame({"model": [s.name for s in specs], "mha_gb": mha, "configured_gb": actual,
                              "mqa_gb": mqa, "query_heads": [s.heads for s in specs],
                              "kv_heads": [s.kv_heads for s in specs]}),

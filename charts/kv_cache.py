@@ -1,6 +1,7 @@
 """KV-cache charts: step times with and without the cache, cache bytes vs tokens, memory vs context, MHA vs GQA."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
@@ -78,14 +79,21 @@ def memory_vs_context(series: Sequence[dict], selected_context: int, log_memory:
         if len(beyond) > 1:
             fig.add_trace(go.Scatter(x=[p[0] for p in beyond], y=[p[1] for p in beyond],
                                      name=f"{s['name']} (beyond its context)", legendgroup=s["name"],
-                                     showlegend=not inside, mode="lines", line=dict(color=colour, width=1.5, dash="dot"),
+                                     showlegend=not inside, mode="lines",
+                                     line=dict(color=colour, width=1.5, dash="dot"),
                                      hovertemplate=hover.replace("</b>", "</b> (beyond its context length)")))
-    fig.add_vline(x=selected_context, line=dict(color="gray", dash="dash", width=1.5),
-                  annotation_text=f"{selected_context:,} tokens", annotation_position="top left")
+    ticks = sorted({x for s in series for x in s["contexts"]} | {selected_context})
+    fig.add_vline(x=selected_context, line=dict(color="gray", dash="dash", width=1.5))
+    # On a log axis an annotation's x is given in log10 units (shapes take data units).
+    fig.add_annotation(x=math.log10(selected_context), y=1, yref="paper", text=f"{selected_context:,} tokens",
+                       showarrow=False, yanchor="top", font=dict(color="gray"),
+                       **(dict(xanchor="left", xshift=4) if selected_context < max(ticks) / 4
+                          else dict(xanchor="right", xshift=-4)))
     fig.update_layout(**base_layout(title=title, height=460, hovermode="closest",
                                     legend=dict(orientation="h", y=-0.18, yanchor="top", x=0)))
-    fig.update_xaxes(type="log", title="context length (tokens, log scale)", tickformat="~s")
-    fig.update_yaxes(type="log" if log_memory else "linear",
+    fig.update_xaxes(type="log", title="context length (tokens, log scale)", tickvals=ticks,
+                     ticktext=[f"{t / 1024:g}k" if t >= 1024 else str(t) for t in ticks])
+    fig.update_yaxes(type="log" if log_memory else "linear", dtick=1 if log_memory else None,
                      title="KV cache (GB, 10⁹ bytes)" + (", log scale" if log_memory else ""),
                      rangemode="tozero")
     return fig
@@ -93,20 +101,30 @@ def memory_vs_context(series: Sequence[dict], selected_context: int, log_memory:
 
 def attention_kinds(models: Sequence[str], mha_gb: Sequence[float], actual_gb: Sequence[float],
                     mqa_gb: Sequence[float], actual_labels: Sequence[str], title: str = "") -> go.Figure:
-    """Grouped bars per model: the cache if every query head had its own K/V (MHA), as configured, and with one."""
+    """Grouped bars per model, as a share of the MHA cache: MHA (100%), as configured, and MQA. Text gives GB."""
     fig = go.Figure()
     for name, values, colour, labels in (
             ("MHA: one K/V head per query head", mha_gb, OKABE_ITO[5], None),
             ("as configured", actual_gb, OKABE_ITO[0], actual_labels),
             ("MQA: one K/V head for all", mqa_gb, OKABE_ITO[2], None)):
-        fig.add_trace(go.Bar(x=list(models), y=list(values), name=name, marker_color=colour,
-                             text=[f"{v:.2f} GB" if v >= 0.01 else f"{v:.2g} GB" for v in values],
-                             textposition="outside", cliponaxis=False,
-                             customdata=list(labels) if labels else None,
-                             hovertemplate="%{x}<br>" + name + (" (%{customdata})" if labels else "")
-                                           + "<br>%{y:.3f} GB<extra></extra>"))
-    fig.update_layout(**base_layout(title=title, height=420, barmode="group", bargap=0.25,
-                                    legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0)))
-    fig.update_layout(margin=dict(l=10, r=10, t=80, b=10))
-    fig.update_yaxes(title="KV cache (GB, 10⁹ bytes)", rangemode="tozero")
+        share = [100.0 * v / m if m > 0 else 0.0 for v, m in zip(values, mha_gb)]
+        fig.add_trace(go.Bar(x=list(models), y=share, name=name, marker_color=colour,
+                             text=[_gb(v) for v in values], textposition="outside", cliponaxis=False,
+                             constraintext="none",
+                             customdata=list(zip(values, labels or [name] * len(values))),
+                             hovertemplate="%{x}<br>%{customdata[1]}<br>%{customdata[0]:.4f} GB = %{y:.1f}% of "
+                                           "MHA<extra></extra>"))
+    fig.update_layout(**base_layout(title=title, height=420, barmode="group", bargap=0.22, bargroupgap=0.06,
+                                    legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
+                                    margin=dict(l=10, r=10, t=80, b=10)))
+    fig.update_traces(textfont_size=12)
+    fig.update_yaxes(title="KV cache (% of MHA)", range=[0, 118], ticksuffix="%")
     return fig
+
+
+def _gb(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f} GB"
+    if value >= 0.1:
+        return f"{value:.2f} GB"
+    return f"{1000 * value:.1f} MB" if value >= 0.0001 else f"{value * 1e9:,.0f} B"

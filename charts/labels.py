@@ -5,4 +5,4 @@ import html
 
 
 def plain(text: str) -> str:
-    return html.escape(text, quote=False)
+    return html.escape(str(text), quote=False)

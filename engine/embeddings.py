@@ -23,6 +23,7 @@ MAX_WORDS = 150
 MAX_WORD_CHARS = 40
 MAX_WORD_TOKENS = 8
 MIN_POINTS_NONLINEAR = 5  # below this t-SNE and UMAP have no neighbourhoods to keep; PCA is used instead
+FEW_POINTS = 15           # below this they run, with a warning that the layout is fragile
 _SPLIT = re.compile(r"[,\n;]")
 _WHOLE_WORD_PIECE = re.compile(r"Ġ[A-Za-z]{2,}")  # byte-level BPE: 'Ġ' is the leading space
 _umap_warm = False   # set once UMAP has run in this process
@@ -204,6 +205,11 @@ def tsne_perplexity(n: int) -> float:
     return float(min(30.0, max(1.0, (n - 1) / 3)))
 
 
+def tsne_steps(n: int) -> int:
+    """Few points converge slowly, 3-D ones especially (measured: more steps clearly steadies small maps)."""
+    return 3000 if n <= 150 else 1000
+
+
 def umap_neighbors(n: int) -> int:
     return int(min(15, max(2, n - 1)))
 
@@ -225,10 +231,15 @@ def project(vectors: np.ndarray, method: str = "pca", dims: int = 2, seed: int =
         warnings.simplefilter("ignore")   # umap warns that a seed disables its parallelism: intended
         if method == "tsne":
             from sklearn.manifold import TSNE
+            from threadpoolctl import threadpool_limits
             perplexity = tsne_perplexity(n)
-            fitted = TSNE(n_components=dims, perplexity=perplexity, metric="cosine", init="pca",
-                          random_state=seed).fit_transform(x.astype(np.float32))
-            note = f"t-SNE, cosine distance, perplexity {perplexity:g}, seed {seed}."
+            steps = tsne_steps(n)
+            # One OpenMP thread: on a busy 2-core server, sklearn's Barnes-Hut threads spin-wait for each
+            # other and a 40-point map measured 0.03 s alone but up to 50 s under load. (Per calling thread.)
+            with threadpool_limits(limits=1, user_api="openmp"):
+                fitted = TSNE(n_components=dims, perplexity=perplexity, metric="cosine", init="pca",
+                              max_iter=steps, random_state=seed).fit_transform(x.astype(np.float32))
+            note = f"t-SNE, cosine distance, perplexity {perplexity:.3g}, {steps:,} steps, seed {seed}."
         else:
             import umap
             k = umap_neighbors(n)
@@ -238,6 +249,9 @@ def project(vectors: np.ndarray, method: str = "pca", dims: int = 2, seed: int =
     if method == "umap":
         global _umap_warm
         _umap_warm = True
+    if n < FEW_POINTS:
+        note += (f" With only {n} points there is little neighbourhood structure to keep, so the layout is "
+                 "fragile; PCA is more faithful here.")
     return Projection(np.asarray(fitted, dtype=np.float64), method, dims, explained, note)
 
 
@@ -354,7 +368,7 @@ def map_words(lm: LiveModel, groups_text: str, leading_space: bool = True, metho
         rows.append(dict(kind="context", group="context", word=text, form=text, ids=str(i), pieces=repr(text),
                          multi=False))
         vectors.append(matrix[i].astype(np.float64))
-    projection = project(np.array(vectors).reshape(len(vectors), -1), method, dims, seed)
+    projection = project(np.array(vectors) if vectors else np.zeros((0, matrix.shape[1])), method, dims, seed)
     points = pd.DataFrame(rows, columns=["kind", "group", "word", "form", "ids", "pieces", "multi"])
     for axis, name in enumerate("xyz"[:projection.dims]):
         points[name] = projection.coords[:, axis] if len(points) else []
@@ -411,8 +425,10 @@ class AnalogyResult:
     expected_cosine: float | None = None
     expected_rank_all: int | None = None          # among all 49,152 tokens
     expected_rank_excluding: int | None = None    # with the input tokens left out
-    baseline_rank: int | None = None              # rank among neighbours of a alone, inputs left out
-    baseline_cosine: float | None = None
+    # Without arithmetic: the expected answer's (rank, cosine) among the neighbours of a alone and of c
+    # alone, inputs left out. If one of these is already 1, the arithmetic added little.
+    baseline_a: tuple[int, float] | None = None
+    baseline_c: tuple[int, float] | None = None
 
 
 def solve_analogy(lm: LiveModel, normalized: np.ndarray, a: str, b: str, c: str, expected: str = "",
@@ -438,14 +454,13 @@ def solve_analogy(lm: LiveModel, normalized: np.ndarray, a: str, b: str, c: str,
     if we is not None and we.ids:
         if len(we.ids) == 1:
             target = we.ids[0]
-            baseline = cosine_scores(normalized, word_vector(matrix, wa.ids))
             extra = dict(expected_cosine=float(result.scores[target]),
-                         expected_rank_all=rank_of(result.scores, target),
-                         expected_rank_excluding=None if target in inputs else
-                         rank_of(result.scores, target, exclude=result.input_ids),
-                         baseline_rank=None if target in inputs else
-                         rank_of(baseline, target, exclude=result.input_ids),
-                         baseline_cosine=float(baseline[target]))
+                         expected_rank_all=rank_of(result.scores, target))
+            if target not in inputs:
+                extra["expected_rank_excluding"] = rank_of(result.scores, target, exclude=result.input_ids)
+                for name, word in (("baseline_a", wa), ("baseline_c", wc)):
+                    alone = cosine_scores(normalized, word_vector(matrix, word.ids))
+                    extra[name] = (rank_of(alone, target, exclude=result.input_ids), float(alone[target]))
         else:   # a word of several tokens is no single row of the vocabulary: no rank, but a cosine
             extra = dict(expected_cosine=_cosine(result.vector, word_vector(matrix, we.ids)))
     return AnalogyResult(wa, wb, wc, we, named(result.including), named(result.excluding), **extra)

@@ -258,6 +258,11 @@ class CacheComparison:
     uncached: TimedRun
     new_text: str
     measured_at: float           # time.time() when the measurement finished
+    requested: int = 0           # tokens asked for; fewer were generated if the time budget ran out
+
+    @property
+    def stopped_early(self) -> bool:
+        return len(self.cached.new_ids) < self.requested
 
     @property
     def identical(self) -> bool:
@@ -275,6 +280,15 @@ class CacheComparison:
     def speedup(self) -> float:
         return self.uncached.total_seconds / self.cached.total_seconds if self.cached.total_seconds > 0 else 0.0
 
+    @property
+    def noisy(self) -> bool:
+        """True when other work on the machine visibly disturbed the timing.
+
+        The work per step is constant with the cache and grows smoothly without it, so a decode step more
+        than 3x the median of its neighbours can only be interference. Two or more such spikes count.
+        """
+        return _spikes(self.cached.step_seconds[1:]) + _spikes(self.uncached.step_seconds[1:]) >= 2
+
     def cumulative_speedup(self) -> list[float]:
         out, with_cache, without = [], 0.0, 0.0
         for a, b in zip(self.cached.step_seconds, self.uncached.step_seconds):
@@ -283,15 +297,25 @@ class CacheComparison:
         return out
 
 
+def _spikes(seconds: list[float], window: int = 3) -> int:
+    count = 0
+    for i, value in enumerate(seconds):
+        neighbours = sorted(seconds[max(0, i - window):i + window + 1])
+        if len(neighbours) >= 3 and value > 3 * neighbours[(len(neighbours) - 1) // 2]:
+            count += 1
+    return count
+
+
 StepReport = Callable[[int, int, float, float], None]   # (step done, steps, seconds with, seconds without)
 
 
-def compare_generation(lm: LiveModel, ids: list[int], max_new_tokens: int,
-                       on_step: StepReport | None = None) -> CacheComparison:
+def compare_generation(lm: LiveModel, ids: list[int], max_new_tokens: int, on_step: StepReport | None = None,
+                       time_budget_s: float | None = None) -> CacheComparison:
     """Greedy generation of `max_new_tokens` tokens twice: with a DynamicCache, and re-running the whole sequence.
 
     The two runs advance in lockstep (one cached step, then one uncached step) so that both see the same
-    load on a shared server. Generation does not stop at end-of-text: both curves cover every step.
+    load on a shared server. Generation does not stop at end-of-text: both curves cover every step. With a
+    time budget, the runs stop (after at least 4 steps) once it is spent, so a busy server stays responsive.
     """
     from transformers import DynamicCache
 
@@ -302,8 +326,16 @@ def compare_generation(lm: LiveModel, ids: list[int], max_new_tokens: int,
     runs = {True: dict(seq=list(ids), feed=list(ids), new=[], sec=[], fed=[], mem=[]),
             False: dict(seq=list(ids), feed=list(ids), new=[], sec=[], fed=[], mem=[])}
     with torch.inference_mode():
-        lm.model(torch.tensor([list(ids)]), use_cache=False)  # warm-up, untimed: first calls pay one-off costs
+        # Warm-up, untimed, of both paths: the first calls in a process pay one-off costs (lazy imports, allocations).
+        lm.model(torch.tensor([list(ids)]), use_cache=False)
+        warm = DynamicCache(config=lm.model.config)
+        lm.model(torch.tensor([list(ids)]), past_key_values=warm, use_cache=True)
+        lm.model(torch.tensor([[ids[-1]]]), past_key_values=warm, use_cache=True)
+        del warm
+        began = time.perf_counter()
         for step in range(steps):
+            if time_budget_s is not None and step >= 4 and time.perf_counter() - began > time_budget_s:
+                break
             for use_cache in (True, False):
                 run = runs[use_cache]
                 started = time.perf_counter()
@@ -325,4 +357,4 @@ def compare_generation(lm: LiveModel, ids: list[int], max_new_tokens: int,
 
     cached = finished(True)
     return CacheComparison(prompt_ids=list(ids), cached=cached, uncached=finished(False),
-                           new_text=decode(lm, cached.new_ids), measured_at=time.time())
+                           new_text=decode(lm, cached.new_ids), measured_at=time.time(), requested=steps)

@@ -1,0 +1,68 @@
+"""Every headline page in a real browser: open it, move one control, see its figure change, keep a screenshot."""
+import os
+
+import pytest
+
+from tests.browser import ARTIFACTS, CHROMIUM, browser_page, streamlit_server, wait_until_idle
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+
+# (page, kind of control, its label, what to do with it, the URL parameter that must follow)
+MOVES = [
+    ("tokenization", "toggle", "Show token ids instead of text", None, "ids=true"),
+    ("vocabulary", "slider", "Model width d_model", "ArrowRight", "d="),
+    ("self-attention", "slider", "Head (1-9)", "ArrowLeft", "head="),
+    ("multi-head-attention", "slider", "Layer (1-30)", "ArrowRight", "layer="),
+    ("token-embeddings", "segment", "Dimensions", "3-D", "dims="),
+    ("temperature", "slider", "Temperature T", "ArrowRight", "t="),
+    ("top-k-top-p", "slider", "top-p (1 = off)", "ArrowLeft", "p="),
+    ("kv-cache", "segment", "Cache precision", "int8", "dtype=int8"),
+]
+
+# A hash of every drawn chart's SVG: any change of data, axes or labels changes it.
+FIGURES = """() => { let h = 0;
+  for (const svg of document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg')) {
+    const s = svg.innerHTML;
+    for (let i = 0; i < s.length; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
+  }
+  return String(h); }"""
+
+
+def move(page, kind: str, label: str, action: str | None) -> None:
+    if kind == "toggle":
+        page.get_by_text(label, exact=True).click()
+    elif kind == "slider":
+        widget = page.locator("[data-testid='stSlider']").filter(has_text=label).first
+        thumb = widget.get_by_role("slider").first
+        thumb.focus()
+        thumb.press(action)
+    elif kind == "segment":
+        group = page.locator("[data-testid='stButtonGroup']").filter(has_text=label).first
+        group.get_by_role("radio", name=action, exact=True).first.click()
+
+
+def figures_signature(page) -> str:
+    return page.evaluate(FIGURES)
+
+
+@pytest.mark.parametrize("slug, kind, label, action, param", MOVES, ids=[m[0] for m in MOVES])
+def test_page_reacts_to_its_control(slug, kind, label, action, param, browser_server):
+    base, page = browser_server
+    page.goto(f"{base}/{slug}")
+    wait_until_idle(page, timeout_ms=120_000)
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert "Traceback" not in body and "This demo hit a problem" not in body
+    before = figures_signature(page)
+    assert page.locator("[data-testid='stPlotlyChart'] .main-svg").count(), "the page drew no figure"
+    move(page, kind, label, action)
+    page.wait_for_function("(p) => location.search.includes(p)", arg=param, timeout=30_000)
+    page.wait_for_function(f"(before) => ({FIGURES})() !== before", arg=before, timeout=60_000)
+    wait_until_idle(page, timeout_ms=120_000)
+    assert figures_signature(page) != before
+    page.screenshot(path=str(ARTIFACTS / f"{slug}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def browser_server():
+    with streamlit_server() as base, browser_page(height=1600) as page:
+        yield base, page
