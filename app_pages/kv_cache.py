@@ -11,6 +11,7 @@ from ui import concept_page, lm, prompt_input
 from ui.charts import show_chart
 from ui.kv_cache import cache_growth as measured_growth
 from ui.kv_cache import measure_timing, stored_timing
+from ui.inputs import whole_number_input
 
 DEFAULT_PROMPT = (
     "The printing press changed Europe in a single lifetime. Around 1450 Johannes Gutenberg combined movable "
@@ -169,26 +170,15 @@ def memory_section(prompt: str) -> None:
                "difference: the size depends only on how many.")
 
 
-def whole_number_input(column, label: str, high: int, default: int, key: str, help: str | None = None) -> int:
-    """A bound number input for a whole number.
-
-    Streamlit 1.67's integer number_input raises OverflowError on a URL value such as 1e400 (int(inf)); its
-    float variant falls back to the default for any non-finite or out-of-range value, so the float variant is
-    used and shown without decimals.
-    """
-    value = column.number_input(label, min_value=1.0, max_value=float(high), value=float(default), step=1.0,
-                                format="%.0f", key=key, bind="query-params", help=help)
-    return int(round(value)) if value is not None else default
-
 
 def custom_spec() -> ModelSpec:
     with st.expander("Your own configuration", icon=":material/tune:"):
         cols = st.columns(4)
-        layers = whole_number_input(cols[0], "Layers", MAX_LAYERS, 40, "layers")
-        heads = whole_number_input(cols[1], "Query heads", MAX_HEADS, 40, "heads")
-        kv_heads = whole_number_input(cols[2], "KV heads", MAX_HEADS, 8, "kv_heads",
+        layers = whole_number_input("Layers", 1, MAX_LAYERS, 40, "layers", container=cols[0])
+        heads = whole_number_input("Query heads", 1, MAX_HEADS, 40, "heads", container=cols[1])
+        kv_heads = whole_number_input("KV heads", 1, MAX_HEADS, 8, "kv_heads", container=cols[2],
                                       help="Equal to the query heads for MHA, fewer for GQA, 1 for MQA.")
-        head_dim = whole_number_input(cols[3], "Head size", MAX_HEAD_DIM, 128, "head_dim")
+        head_dim = whole_number_input("Head size", 1, MAX_HEAD_DIM, 128, "head_dim", container=cols[3])
         spec = ModelSpec("Your config", layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
                          source="your numbers").bounded()
         if spec.kv_heads < kv_heads:
@@ -208,8 +198,8 @@ def calculator_section() -> None:
         dtype = dtype if dtype in DTYPE_BYTES else DEFAULT_DTYPE
         per_value = dtype_bytes(dtype)
         st.caption(f"{dtype}: **{per_value:g} bytes** per number (fp32 4, fp16 and bf16 2, fp8 and int8 1, int4 ½).")
-    batch = whole_number_input(c2, "Batch", MAX_BATCH, 1, "batch", help="Sequences served at once; each has its "
-                                                                         "own cache.")
+    batch = whole_number_input("Batch", 1, MAX_BATCH, 1, "batch", container=c2,
+                               help="Sequences served at once; each has its own cache.")
     context = c3.select_slider("Context length (tokens)", CONTEXTS, value=4096, key="ctx", bind="query-params",
                                format_func=short_tokens)
     context = context if context in CONTEXTS else 4096

@@ -10,6 +10,7 @@ from ui.cached import continuation, next_token
 from ui.charts import show_chart
 from ui.sampling import chart_label, temperature_curve, token_texts
 from ui.text import escape_markdown
+from ui.inputs import whole_number_input
 
 PROMPT_KEY = "prompt"
 DEFAULT_PROMPT = "My favourite food is"
@@ -108,8 +109,8 @@ with concept_page("temperature"):
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
     n_samples = c1.slider("Samples", 1, 8, 4, key="n", bind="query-params")
     length = c2.slider("Length (tokens)", 5, 40, 15, key="len", bind="query-params")
-    seed = int(c3.number_input("Seed", 0, 1_000_000, 0, 1, key="seed", bind="query-params",
-                               help="Sample i uses seed + i, so the same link gives the same samples."))
+    seed = whole_number_input("Seed", 0, 1_000_000, 0, "seed", container=c3,
+                              help="Sample i uses seed + i, so the same link gives the same samples.")
     run = c4.toggle("Generate samples", value=False, key="sample", bind="query-params",
                     help="Sampling runs the model once per token (about 1 s per 20 tokens on this CPU), "
                          "so it only runs while this is on.")

@@ -10,6 +10,7 @@ from engine.tokens import visible
 from ui import concept_page, lm
 from ui.charts import show_chart
 from ui.embeddings import arithmetic, mean_row_length, nearest, umap_warmup, word_map
+from ui.inputs import whole_number_input
 
 WORD_PRESETS = {
     "Mixed topics":
@@ -170,9 +171,9 @@ with concept_page("token-embeddings"):
         dims_label = st.segmented_control("Dimensions", list(DIM_LABELS.values()), required=True,
                                           default=None if aliased else "2-D", key="dims", bind="query-params")
         dims = 3 if dims_label == "3-D" else 2
-        seed = st.number_input("Random seed", 0, 999, 0, key="seed", bind="query-params", disabled=method == "pca",
-                               help="t-SNE and UMAP start from a random layout: another seed gives another "
-                                    "arrangement of the same neighbourhoods. PCA has no randomness.")
+        seed = whole_number_input("Random seed", 0, 999, 0, "seed", disabled=method == "pca",
+                                  help="t-SNE and UMAP start from a random layout: another seed gives another "
+                                       "arrangement of the same neighbourhoods. PCA has no randomness.")
         background = st.slider("Grey context tokens", 0, 500, 0, 50, key="context", bind="query-params",
                                help="Adds the N lowest-id vocabulary entries that are a space plus letters "
                                     "(BPE's earliest merges: frequent words and word starts) as grey points.")

@@ -55,3 +55,4 @@ def test_bad_input_never_shows_a_traceback(lm, params):
         assert "Type a prompt" in text
     if len(params.get("prompt", "")) > 10_000:
         assert "Cut to the first" in text
+

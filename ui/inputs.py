@@ -25,3 +25,17 @@ def prompt_input(key: str, default: str, label: str = "Your text", *, max_chars:
         st.caption(f":material/content_cut: {note}")
     return bounded.text
 
+
+
+def whole_number_input(label: str, low: int, high: int, default: int, key: str, *, help: str | None = None,
+                       container=None, disabled: bool = False) -> int:
+    """A whole-number input bound to the URL that survives any link value.
+
+    Streamlit 1.67's integer number_input raises OverflowError on a link value such as `1e400` or `inf`
+    (it calls int(inf)); its float variant drops non-finite or out-of-range values and falls back to the
+    default, so the float variant is used, shown without decimals.
+    """
+    value = (container or st).number_input(label, min_value=float(low), max_value=float(high), value=float(default),
+                                           step=1.0, format="%.0f", key=key, bind="query-params", help=help,
+                                           disabled=disabled)
+    return int(round(value)) if value is not None else default

@@ -1,0 +1,39 @@
+"""Every live page opens cleanly: with defaults, and from a hostile or malformed link."""
+import pytest
+
+from concepts import load_catalogue
+from tests.pages import assert_no_exception, open_page, shown_text
+
+LIVE = [c.slug for c in load_catalogue().live]
+HOSTILE = {"unknown": "<script>alert(1)</script>", "text": "<img src=x onerror=alert(1)>",
+           "prompt": "**bold** $x$ :red[red]", "layer": "banana", "head": "-3", "k": "1e9", "t": "nan"}
+
+
+def test_the_eight_headline_pages_and_next_token_are_live():
+    assert {"next-token", "tokenization", "vocabulary", "self-attention", "multi-head-attention",
+            "token-embeddings", "temperature", "top-k-top-p", "kv-cache"} <= set(LIVE)
+
+
+@pytest.mark.parametrize("slug", LIVE)
+def test_page_renders_its_frame_and_demo(lm, slug):
+    at = open_page(slug)
+    assert_no_exception(at)
+    concept = load_catalogue().get(slug)
+    assert at.title[0].value == concept.title
+    assert len(at.radio) >= len(concept.quiz)          # the quiz
+    assert "This link opens the page exactly as you see it now" in shown_text(at)  # the share link
+    assert at.get("plotly_chart") or at.get("metric"), "the demo shows no chart and no figure"
+
+
+@pytest.mark.parametrize("slug", LIVE)
+def test_hostile_link_falls_back_without_error(lm, slug):
+    at = open_page(slug, HOSTILE)
+    assert_no_exception(at)
+
+
+@pytest.mark.parametrize("slug, key", [("temperature", "seed"), ("token-embeddings", "seed"), ("kv-cache", "batch")])
+@pytest.mark.parametrize("absurd", ["1e400", "inf", "-inf", "nan"])
+def test_whole_number_inputs_survive_absurd_link_values(lm, slug, key, absurd):
+    at = open_page(slug, {key: absurd})
+    assert_no_exception(at)
+    assert at.number_input(key=key).value == at.number_input(key=key).proto.default
