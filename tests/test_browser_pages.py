@@ -15,7 +15,7 @@ MOVES = [
     ("multi-head-attention", "slider", "Layer (1-30)", "ArrowRight", "layer="),
     ("token-embeddings", "segment", "Dimensions", "3-D", "dims="),
     ("temperature", "slider", "Temperature T", "ArrowRight", "t="),
-    ("top-k-top-p", "slider", "top-p (1 = off)", "ArrowLeft", "p="),
+    ("top-k-top-p", "slider", "Temperature T", "ArrowRight", "t="),
     ("kv-cache", "segment", "Cache precision", "int8", "dtype=int8"),
 ]
 
