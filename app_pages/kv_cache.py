@@ -197,7 +197,8 @@ def calculator_section() -> None:
                                      bind="query-params", help="The number format the keys and values are stored in.")
         dtype = dtype if dtype in DTYPE_BYTES else DEFAULT_DTYPE
         per_value = dtype_bytes(dtype)
-        st.caption(f"{dtype}: **{per_value:g} bytes** per number (fp32 4, fp16 and bf16 2, fp8 and int8 1, int4 ½).")
+        unit = "byte" if per_value == 1 else "bytes"
+        st.caption(f"{dtype}: **{per_value:g} {unit}** per number (fp32 4, fp16 and bf16 2, fp8 and int8 1, int4 ½).")
     batch = whole_number_input("Batch", 1, MAX_BATCH, 1, "batch", container=c2,
                                help="Sequences served at once; each has its own cache.")
     context = c3.select_slider("Context length (tokens)", CONTEXTS, value=4096, key="ctx", bind="query-params",
