@@ -9,6 +9,7 @@ from ui.attention import (MAX_TOKENS, THUMBNAIL, captured, head_name, statistics
                           token_labels)
 from ui.charts import show_chart
 from ui.text import escape_markdown
+from ui.inputs import layer_and_head, stop_if_empty
 
 DEFAULT_TEXT = ("The cat sat on the mat because the mat was warm. Then the dog sat on the mat too, "
                 "and the cat was not happy about it.")
@@ -46,13 +47,10 @@ with concept_page("multi-head-attention"):
     text = prompt_input("text", DEFAULT_TEXT, "Text", max_tokens=MAX_TOKENS, height=80,
                         help=f"Up to {MAX_TOKENS} tokens; longer text is cut with a note.")
     pick_layer, pick_head = st.columns(2)
-    layer = pick_layer.slider("Layer (1-30)", 1, 30, DEFAULT_LAYER, key="layer", bind="query-params")
-    head = pick_head.slider("Head (1-9)", 1, 9, DEFAULT_HEAD, key="head", bind="query-params",
-                            help="Or click a thumbnail in the overview below.")
-    if not text.strip():
-        st.info("Type a few sentences above (a text that repeats words, such as *The cat sat on the mat. The dog "
-                "sat on the mat too.*, shows the most head types).", icon=":material/edit:")
-        st.stop()
+    layer, head = layer_and_head(pick_layer, pick_head, DEFAULT_LAYER, DEFAULT_HEAD,
+                                 head_help="Or click a thumbnail in the overview below.")
+    stop_if_empty(text, "Type a few sentences above (a text that repeats words, such as *The cat sat on the mat. The dog "
+                        "sat on the mat too.*, shows the most head types).")
 
     with st.spinner("Running SmolLM2 over your text and keeping all 270 attention maps..."):
         cap = captured(text)

@@ -7,6 +7,7 @@ from ui import concept_page, lm, prompt_input
 from ui.cached import continuation, next_token
 from ui.charts import show_chart
 from ui.text import escape_markdown
+from ui.inputs import stop_if_empty
 
 PROMPT_KEY = "prompt"
 DEFAULT_PROMPT = "The capital of France is"
@@ -27,10 +28,8 @@ with concept_page("next-token"):
         greedy_len = st.slider("Continuation length (tokens)", 5, 60, 20, key="greedy_len", bind="query-params",
                                disabled=not show_greedy)
 
-    if not prompt.strip():
-        st.info("Type a prompt above, for example *The capital of France is*, to see what the model "
-                "expects next.", icon=":material/edit:")
-        st.stop()
+    stop_if_empty(prompt, "Type a prompt above, for example *The capital of France is*, to see what the model "
+                          "expects next.")
 
     dist = next_token(prompt)
     top = dist.top(lm(), k)

@@ -7,6 +7,7 @@ from ui import concept_page, prompt_input
 from ui.attention import MAX_TOKENS, captured, token_labels, worked_step
 from ui.charts import show_chart
 from ui.text import escape_markdown
+from ui.inputs import layer_and_head, stop_if_empty
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired"
 # Shown 1-based. On the default sentence this head sends most of "it"'s attention to "animal".
@@ -44,16 +45,10 @@ with concept_page("self-attention"):
                         help=f"Up to {MAX_TOKENS} tokens, so one head's map stays readable; longer text is cut "
                              "with a note.")
     pick_layer, pick_head, pick_query = st.columns(3)
-    layer = pick_layer.slider("Layer (1-30)", 1, 30, DEFAULT_LAYER, key="layer", bind="query-params",
-                              help="Layer 1 reads the token embeddings; layer 30 feeds the final prediction.")
-    head = pick_head.slider("Head (1-9)", 1, 9, DEFAULT_HEAD, key="head", bind="query-params",
-                            help="Heads 1-3 share key/value head 1, heads 4-6 share 2, heads 7-9 share 3 "
-                                 "(grouped-query attention).")
+    layer, head = layer_and_head(pick_layer, pick_head, DEFAULT_LAYER, DEFAULT_HEAD)
 
-    if not text.strip():
-        st.info("Type a sentence above, for example *The animal didn't cross the street because it was too "
-                "tired*, to see where each token looks.", icon=":material/edit:")
-        st.stop()
+    stop_if_empty(text, "Type a sentence above, for example *The animal didn't cross the street because it was too "
+                        "tired*, to see where each token looks.")
 
     with st.spinner("Running SmolLM2 over your text and keeping every attention map..."):
         cap = captured(text)

@@ -10,7 +10,7 @@ from ui.cached import continuation, next_token
 from ui.charts import show_chart
 from ui.sampling import chart_label, temperature_curve, token_texts
 from ui.text import escape_markdown
-from ui.inputs import whole_number_input
+from ui.inputs import stop_if_empty, whole_number_input
 
 PROMPT_KEY = "prompt"
 DEFAULT_PROMPT = "My favourite food is"
@@ -41,10 +41,8 @@ with concept_page("temperature"):
     top_n = right.slider("Tokens shown", 5, 25, 12, key="top", bind="query-params",
                          help="The most likely tokens are drawn; all 49,152 are reshaped and counted.")
 
-    if not prompt.strip():
-        st.info("Type a prompt above, or pick one of the presets, to see how temperature reshapes the "
-                "model's next-token distribution.", icon=":material/edit:")
-        st.stop()
+    stop_if_empty(prompt, "Type a prompt above, or pick one of the presets, to see how temperature reshapes the "
+                          "model's next-token distribution.")
 
     dist = next_token(prompt)               # cached: moving T runs no forward pass
     original = dist.probabilities

@@ -9,6 +9,7 @@ from ui import concept_page, lm, prompt_input
 from ui.charts import show_chart
 from ui.sampling import Steps, chart_label, steps, token_texts
 from ui.text import escape_markdown
+from ui.inputs import stop_if_empty
 
 TEXT_KEY = "text"
 DEFAULT_TEXT = "The capital of France is Paris. My favourite city is"
@@ -108,10 +109,8 @@ with concept_page("top-k-top-p"):
                       help="For comparison: keep tokens with at least min-p times the top token's probability "
                            "(llama.cpp's default is 0.05).")
 
-    if not text.strip():
-        st.info("Type or paste a text above, for example *The capital of France is Paris. My favourite city "
-                "is*, to see which tokens survive at each step.", icon=":material/edit:")
-        st.stop()
+    stop_if_empty(text, "Type or paste a text above, for example *The capital of France is Paris. My favourite city "
+                        "is*, to see which tokens survive at each step.")
 
     with st.spinner("Running the model over your text..."):
         s = steps(text)   # cached: moving T, k or p runs no forward pass

@@ -39,3 +39,25 @@ def whole_number_input(label: str, low: int, high: int, default: int, key: str, 
                                            step=1.0, format="%.0f", key=key, bind="query-params", help=help,
                                            disabled=disabled)
     return int(round(value)) if value is not None else default
+
+
+def stop_if_empty(text: str, hint: str) -> None:
+    """The empty state: tell the reader what to type (with an example) instead of drawing an empty demo."""
+    if not text.strip():
+        st.info(hint, icon=":material/edit:")
+        st.stop()
+
+
+def layer_and_head(layer_column, head_column, default_layer: int, default_head: int,
+                   head_help: str | None = None) -> tuple[int, int]:
+    """The layer and head pickers of the attention pages, 1-based and sized from the model itself."""
+    card = lm().card
+    layer = layer_column.slider(f"Layer (1-{card.layers})", 1, card.layers, default_layer, key="layer",
+                                bind="query-params", help=f"Layer 1 reads the token embeddings; layer "
+                                f"{card.layers} feeds the final prediction.")
+    group = card.heads // card.kv_heads
+    sharing = ", ".join(f"heads {g * group + 1}-{(g + 1) * group} share key/value head {g + 1}"
+                        for g in range(card.kv_heads))
+    head = head_column.slider(f"Head (1-{card.heads})", 1, card.heads, default_head, key="head",
+                              bind="query-params", help=head_help or f"Grouped-query attention: {sharing}.")
+    return layer, head
