@@ -1,5 +1,3 @@
-import re
-
 import pandas as pd
 import streamlit as st
 
@@ -11,6 +9,7 @@ from ui import concept_page, lm
 from ui.charts import show_chart
 from ui.embeddings import arithmetic, mean_row_length, nearest, umap_warmup, word_map
 from ui.inputs import whole_number_input
+from ui.text import escape_markdown
 
 WORD_PRESETS = {
     "Mixed topics":
@@ -53,17 +52,11 @@ METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 DIM_LABELS = {2: "2-D", 3: "3-D"}
 SUGGESTIONS = ["king", "Paris", "cat", "Monday", "happy"]
 MAX_GROUP_CHARS = 3000
-_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
-
-
-def md(text: str) -> str:
-    """User-derived text made inert for st.markdown: every ASCII punctuation mark backslash-escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def tok_md(text: str) -> str:
     """A token for a sentence: spaces made visible, Markdown neutralised, set in bold."""
-    return f"**{md(visible(text))}**"
+    return f"**{escape_markdown(visible(text))}**"
 
 
 def ordinal(n: int) -> str:
@@ -188,7 +181,7 @@ with concept_page("token-embeddings"):
             view = word_map(bounded.text, space, method, dims, background, int(seed) if method != "pca" else 0)
         words = view.points[view.points["kind"] == "word"]
         for note in view.notes:
-            st.caption(f":material/info: {md(note)}")
+            st.caption(f":material/info: {escape_markdown(note)}")
         if len(words) < 2:
             st.info("Type at least two words in the box on the left, or pick a preset, to see where their "
                     "vectors lie. Example line: `fruit: apple, pear, plum, cherry`.", icon=":material/edit:")
@@ -218,7 +211,7 @@ with concept_page("token-embeddings"):
             else:
                 notes.append(f"{used} keeps who is near whom; the distances between clusters and their sizes "
                              "carry little meaning, and another seed would arrange them differently.")
-            st.caption(" ".join(md(n) for n in notes))
+            st.caption(" ".join(escape_markdown(n) for n in notes))
 
     if len(words) >= 2:
         left, right = st.columns([1.25, 1], gap="large")
@@ -332,7 +325,7 @@ with concept_page("token-embeddings"):
                                               "token_id": [r.id for r in found_rows],
                                               "cosine": [r.cosine for r in found_rows]}),
                            name=f"arithmetic-{key}", key=key)
-        st.caption(f"Cosine of every one of the {rows:,} rows with {md(equation)}. Grey: an input token; light "
+        st.caption(f"Cosine of every one of the {rows:,} rows with {escape_markdown(equation)}. Grey: an input token; light "
                    "blue: another spelling of an input word (the convention does not exclude these); orange: the "
                    "expected answer.")
 
@@ -359,13 +352,13 @@ with concept_page("token-embeddings"):
         top_all, top_excl = solved.including[0], solved.excluding[0]
         sentences = []
         if top_all.is_query:
-            sentences.append(f"Over the whole vocabulary the closest row to {md(equation)} is {tok_md(top_all.text)}, "
+            sentences.append(f"Over the whole vocabulary the closest row to {escape_markdown(equation)} is {tok_md(top_all.text)}, "
                              "one of the inputs: the offset b → c is small next to the vector of a. Leaving the "
                              f"inputs out (right) promotes {tok_md(top_excl.text)}"
                              + (", itself only another spelling of an input" if is_variant(top_excl.text) else "")
                              + "; that convention makes analogies look better than the raw geometry is.")
         else:
-            sentence = (f"The closest row of all to {md(equation)} is {tok_md(top_all.text)}, not one of the "
+            sentence = (f"The closest row of all to {escape_markdown(equation)} is {tok_md(top_all.text)}, not one of the "
                         "inputs, so leaving the inputs out does not change the winner")
             runner_up = next(((n, r) for n, r in enumerate(solved.including, 1) if r.is_query), None)
             if runner_up:
