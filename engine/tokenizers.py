@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from engine.encoder import LiveEncoder
 from engine.live_model import LiveModel
-from engine.tokens import decode
+from engine.tokens import decode, tokenize
 
 # ---------------------------------------------------------------------------------------------------------
 # Byte-level BPE stores each of the 256 byte values as a printable character (GPT-2's convention), so a
@@ -210,7 +210,7 @@ def vocabulary_size(key: str, lm: LiveModel | None = None, encoder: LiveEncoder 
         raise ValueError(f"the {key} tokenizer needs its model handle")
     with owner.tokenizing() as tok:
         total = len(tok)
-        special = len(set(tok.all_special_ids) | set(tok.get_added_vocab().values()))
+        special = len(_special_ids(tok))
     return VocabularySize(total=total, regular=total - special, special=special,
                           source="len(tokenizer) of the loaded Hugging Face tokenizer")
 
@@ -218,21 +218,23 @@ def vocabulary_size(key: str, lm: LiveModel | None = None, encoder: LiveEncoder 
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _special_ids(tok) -> set[int]:
+    """Ids of a Hugging Face tokenizer's special and added tokens (chat markers and the like)."""
+    return set(tok.all_special_ids) | set(tok.get_added_vocab().values())
+
+
 def smollm2_tokens(lm: LiveModel, text: str) -> list[TokenPiece]:
     if not text:
         return []
     with lm.tokenizing() as tok:
-        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = enc["input_ids"]
-        pieces = tok.convert_ids_to_tokens(ids)
-        special_ids = set(tok.all_special_ids) | set(tok.get_added_vocab().values())
+        special_ids = _special_ids(tok)
     tokens = []
-    for i, piece, (start, end) in zip(ids, pieces, enc["offset_mapping"]):
-        raw = piece_to_bytes(piece)
-        if i in special_ids or raw is None:
-            tokens.append(TokenPiece(i, piece, piece.encode("utf-8"), start, end, "special"))
+    for t in tokenize(lm, text):
+        raw = piece_to_bytes(t.piece)
+        if t.id in special_ids or raw is None:
+            tokens.append(TokenPiece(t.id, t.piece, t.piece.encode("utf-8"), t.start, t.end, "special"))
         else:
-            tokens.append(TokenPiece(i, piece, raw, start, end, _kind(raw)))
+            tokens.append(TokenPiece(t.id, t.piece, raw, t.start, t.end, _kind(raw)))
     return tokens
 
 
