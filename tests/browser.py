@@ -67,14 +67,26 @@ def browser_page(width: int = 1400, height: int = 1000):
             browser.close()
 
 
-def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until Streamlit has run the script to its end and every plotly chart is drawn."""
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
-    page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout_ms)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
-        ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)
-    page.wait_for_timeout(400)
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+DRAWN = """(least) => { const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  return charts.length >= least && charts.every(c => c.querySelector('.main-svg')); }"""
+
+
+def wait_until_idle(page, timeout_ms: int = 60_000, figures: int = 0) -> None:
+    """Wait until Streamlit has run the script to its end and every plotly chart is drawn.
+
+    Streamlit loads its plotly component lazily, so right after a run a chart may not exist in the DOM yet:
+    a page known to draw figures passes `figures`, the least number of charts to wait for. The idle state
+    must also hold after a short pause, because a run can end and another (a rerun) begin at once.
+    """
+    for _ in range(20):
+        page.wait_for_selector(IDLE, timeout=timeout_ms)
+        page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout_ms)
+        page.wait_for_function(DRAWN, arg=figures, timeout=timeout_ms)
+        page.wait_for_timeout(400)
+        if page.locator(IDLE).count():
+            return
+    raise TimeoutError("the app never settled: it kept starting new runs")
 
 
 if __name__ == "__main__":  # python -m tests.browser URL OUT.png : a quick screenshot of a running app

@@ -20,7 +20,7 @@ def test_share_link_as_first_visit_then_edit_and_reload():
     with streamlit_server() as base, browser_page(height=1400) as page:
         # The very first request to a fresh server is a deep link with state.
         page.goto(f"{base}/next-token?prompt={quote('Hello, my name is')}&k=6")
-        wait_until_idle(page)
+        wait_until_idle(page, figures=1)
         body = page.locator("[data-testid='stMain']").inner_text()
         assert "Page not found" not in body and "Traceback" not in body
         assert page.locator("textarea").first.input_value() == "Hello, my name is"
@@ -32,7 +32,7 @@ def test_share_link_as_first_visit_then_edit_and_reload():
         page.get_by_role("link", name="What is an LLM: next-token prediction").first.click()
         page.wait_for_url("**/next-token")
         page.wait_for_selector("[data-testid='stPlotlyChart'] .ytick")
-        wait_until_idle(page)
+        wait_until_idle(page, figures=1)
         before = bar_labels(page)
         assert before[0] == "␣Paris"
         box = page.locator("textarea").first
@@ -51,6 +51,6 @@ def test_share_link_as_first_visit_then_edit_and_reload():
         # The address bar is the share link: a new visit shows the same state.
         link = page.url
         page.goto(link)
-        wait_until_idle(page)
+        wait_until_idle(page, figures=1)
         assert page.locator("textarea").first.input_value() == "The opposite of hot is"
         assert bar_labels(page) == after
