@@ -88,7 +88,7 @@ with concept_page("self-attention"):
                                     "under 2% left out).") or LINE_MODES[0]
         one = mode == LINE_MODES[0]
         show_chart(attention_lines(weights, labels, query=i if one else None,
-                                   title="Darker, wider line = more weight"),
+                                   title="Bolder, wider line = more weight"),
                    None, "attention-lines", key="lines_chart")
 
     step = worked_step(text, L, H, i)
