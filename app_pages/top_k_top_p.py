@@ -42,14 +42,16 @@ def step_panel(s: Steps, position: int, heading: str, colour: str, t: float, k: 
 
     st.markdown(f"#### :{colour}[{heading}]")
     st.markdown(f"Token {position + 1} of {len(s.ids)}: after **{escape_markdown(context_tail(s, position))}**")
-    a, b, c = st.columns(3)
-    a.metric("Survivors", f"{result.survivors:,}", help=f"Tokens left to sample from, out of {vocab:,}.")
-    b.metric("Kept mass", f"{100 * result.kept_mass:.1f}%",
-             help="Share of the distribution (after temperature) held by the survivors, before they are "
-                  "renormalised to 100%.")
-    c.metric("Entropy", f"{entropy_bits(result.scaled):.1f} bits",
-             help=f"Of the distribution after temperature. At T = 1 (the model's own): "
-                  f"{s.entropies[position]:.2f} bits.")
+    # A wrapping row, not columns: the panel is half the page wide, and columns cut metric values short.
+    with st.container(horizontal=True, gap="medium"):
+        st.metric("Survivors", f"{result.survivors:,}", help=f"Tokens left to sample from, out of {vocab:,}.",
+                  width="content")
+        st.metric("Kept mass", f"{100 * result.kept_mass:.1f}%", width="content",
+                  help="Share of the distribution (after temperature) held by the survivors, before they are "
+                       "renormalised to 100%.")
+        st.metric("Entropy", f"{entropy_bits(result.scaled):.1f} bits", width="content",
+                  help=f"Of the distribution after temperature. At T = 1 (the model's own): "
+                       f"{s.entropies[position]:.2f} bits.")
     show_chart(
         survivor_bars([chart_label(x) for x in texts], [int(i) for i in order], result.scaled[order], status,
                       result.final[order], cumulative,

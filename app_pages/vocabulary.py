@@ -82,7 +82,7 @@ def show_splits(text: str, results, shown: int, show_ids: bool) -> None:
     for i, r in enumerate(results):
         with cols[i % 2]:
             n = len(r.tokens)
-            title = f"{r.spec.name} · {n:,} tokens · vocabulary {r.vocab.total:,}"
+            title = f"{r.spec.name}: {n:,} tokens"  # short, to fit half a narrow page; sizes are in the table
             fig = token_chips([("", chips_for(text, r.tokens, show_ids, limit=shown))], columns=46, title=title,
                               font_size=14)
             show_chart(fig, None, name=f"{r.spec.key}-tokens", key=f"split-{r.spec.key}")
@@ -103,7 +103,7 @@ def show_embeddings(results) -> None:
         dtype = st.radio("Number format", list(DTYPE_BYTES), key="dtype", bind="query-params", horizontal=True,
                          help="fp32: 4 bytes per parameter; bf16: 2 bytes, the usual format for "
                               "inference and training today.")
-        untied = st.toggle("Separate output layer (× 2)", key="untied", bind="query-params",
+        untied = st.toggle("Untied output (× 2)", key="untied", bind="query-params",
                            help="Off: the output layer reuses the embedding matrix (tied, as in SmolLM2). "
                                 "On: a second vocabulary × d_model matrix, as in Llama 3.")
     sizes = [embedding_size(r.vocab.total, d_model, dtype, tied=not untied) for r in results]
@@ -141,11 +141,12 @@ with concept_page("vocabulary"):
     else:
         show_counts(results)
         st.subheader("How each one splits it", anchor="splits")
-        left, right = st.columns([3, 1])
+        left, right = st.columns([3, 2], gap="large")
         with left:
             shown = st.slider("Tokens shown per tokenizer", 10, 200, 40, 10, key="n", bind="query-params")
         with right:
-            show_ids = st.toggle("Show ids instead of text", key="ids", bind="query-params")
+            show_ids = st.toggle("Show ids", key="ids", bind="query-params",
+                                 help="Each chip shows its token id instead of its text.")
         show_splits(text, results, shown, show_ids)
         st.caption("Hover a chip for its id, vocabulary entry and bytes. BERT WordPiece lowercases, drops "
                    "spaces, marks word-internal pieces with ##, and uses [UNK] where it has no piece.")

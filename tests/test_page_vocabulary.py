@@ -50,11 +50,11 @@ def expected_ids(lm, enc, key: str, text: str) -> list[int]:
 def check_splits(at, lm, enc, text: str, shown: int) -> None:
     keys = ["smollm2", *QUICKTOK, "bert"]
     for key, name in zip(keys, NAMES):
-        spec = chart(at, f"{name} · ")
+        spec = chart(at, f"{name}: ")
         ids = [c[0] for c in spec["data"][0]["customdata"]]
         full = expected_ids(lm, enc, key, text)
         assert ids == full[:shown], name
-        assert f"{name} · {len(full):,} tokens" in spec["layout"]["title"]["text"]
+        assert f"{name}: {len(full):,} tokens" in spec["layout"]["title"]["text"]
 
 
 def test_defaults_show_each_tokenizers_own_count_and_split(lm, enc):
@@ -95,7 +95,7 @@ def test_share_link_state_is_restored(lm, enc):
     widgets = (at.slider(key="n").value, at.select_slider(key="d").value, at.radio(key="dtype").value)
     assert widgets == (20, 4096, "bf16")
     check_splits(at, lm, enc, chinese, 20)
-    smol = chart(at, "SmolLM2 · ")["data"][0]
+    smol = chart(at, "SmolLM2: ")["data"][0]
     assert [html.unescape(t) for t in smol["text"]] == [str(c[0]) for c in smol["customdata"]]   # the id view
     embed = chart(at, "Embedding parameters = 2 × vocabulary × 4,096, stored in bf16")["data"][0]
     for vocab, params, megabytes in embed["customdata"]:
