@@ -5,40 +5,13 @@ from charts.embeddings import cosine_bars, explained_variance_bars, word_scatter
 from engine.embeddings import METHOD_NAMES, embedding_matrix, lookup_word, same_word, umap_is_warm
 from engine.text_limits import bound_text, clean_text
 from engine.tokens import visible
-from ui import concept_page, lm
+from ui import concept_page, lm, samples
 from ui.charts import show_chart
 from ui.embeddings import arithmetic, mean_row_length, nearest, umap_warmup, word_map
 from ui.inputs import whole_number_input
 from ui.text import escape_markdown
 
-WORD_PRESETS = {
-    "Mixed topics":
-        "animals: cat, dog, horse, cow, sheep, lion, tiger, elephant, giraffe, rabbit\n"
-        "countries: France, Germany, Italy, Spain, Japan, China, Brazil, Canada, Egypt, India\n"
-        "colours: red, green, blue, yellow, purple, orange, pink, brown, grey, turquoise\n"
-        "numbers: one, two, three, four, five, six, seven, eight, nine, ten",
-    "Royalty and gender":
-        "male: king, man, boy, father, son, brother, husband, prince, uncle, he\n"
-        "female: queen, woman, girl, mother, daughter, sister, wife, princess, aunt, she\n"
-        "neutral: person, child, parent, sibling, spouse, monarch, ruler, people, they",
-    "Verbs in three tenses":
-        "present: walk, run, swim, eat, write, go, see, take, sing, drive\n"
-        "past: walked, ran, swam, ate, wrote, went, saw, took, sang, drove\n"
-        "-ing: walking, running, swimming, eating, writing, going, seeing, taking, singing, driving",
-    "Code keywords vs English":
-        "Python: def, lambda, return, import, class, yield, elif, None, self, print\n"
-        "JavaScript: function, const, var, let, null, undefined, console, async, await, typeof\n"
-        "English: house, river, happy, friend, morning, garden, music, window, story, bread",
-    "Capitals and languages":
-        "countries: France, Germany, Italy, Spain, Japan, China, Russia, Egypt\n"
-        "capitals: Paris, Berlin, Rome, Madrid, Tokyo, Beijing, Moscow, Cairo\n"
-        "languages: French, German, Italian, Spanish, Japanese, Chinese, Russian, Arabic",
-    "Days, months, seasons":
-        "days: Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday\n"
-        "months: January, February, March, April, May, June, July, August, September, October, November, December\n"
-        "seasons: spring, summer, autumn, winter\n"
-        "times of day: morning, afternoon, evening, night, noon, midnight",
-}
+WORD_PRESETS = samples.load("word_groups")  # assets/samples.toml
 CUSTOM = "Custom (edited)"
 DEFAULT_PRESET = next(iter(WORD_PRESETS))
 ANALOGIES = {   # a - b + c, expected

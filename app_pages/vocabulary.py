@@ -3,25 +3,12 @@ import streamlit as st
 
 from charts.tokens import embedding_bars, token_chips, token_count_bars
 from engine.tokenizers import DTYPE_BYTES, embedding_size
-from ui import concept_page, encoder, lm, prompt_input
+from ui import concept_page, encoder, lm, prompt_input, samples
 from ui.charts import show_chart
 from ui.tokens import chips_for, comparison
 
-# The same short story in three languages, so their token counts compare like for like.
-PRESETS = {
-    "English prose": "The old lighthouse keeper climbed the spiral stairs every evening, trimmed the wick, and "
-                     "watched the ships slip past the rocks until dawn.",
-    "Python code": 'def mean(values: list[float]) -> float:\n    """Average of a non-empty list."""\n'
-                   '    if not values:\n        raise ValueError("empty list")\n'
-                   "    return sum(values) / len(values)\n",
-    "German": "Der alte Leuchtturmwärter stieg jeden Abend die Wendeltreppe hinauf, schnitt den Docht zurecht "
-              "und sah den Schiffen nach, bis der Morgen graute.",
-    "Chinese": "老灯塔看守人每天傍晚爬上螺旋楼梯，修剪灯芯，看着船只从礁石旁驶过，直到黎明。",
-    "Emoji": "Party time 🎉🎂🥳! Weather: ☀️🌧️⛈️ Family: 👨‍👩‍👧‍👦 Flags: 🇩🇪🇯🇵 Hearts: ❤️🧡💛",
-    "Numbers": "Invoice 2024-07-15: 3 × 19.99 = 59.97; total 1,234,567.89 EUR; pi ≈ 3.14159265358979; "
-               "order #987654321.",
-}
-DEFAULT_PRESET = "English prose"
+PRESETS = samples.load("tokenizer_texts")  # assets/samples.toml
+DEFAULT_PRESET = next(iter(PRESETS))
 # Widths of well-known models, as published in their papers and configs.
 D_MODELS = {768: "BERT-base, GPT-2 small", 1024: "BERT-large, GPT-2 medium", 2048: "TinyLlama-1.1B, Llama-3.2-1B",
             4096: "LLaMA-2-7B, Llama-3-8B", 8192: "LLaMA-2-70B, Llama-3-70B"}
