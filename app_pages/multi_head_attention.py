@@ -78,10 +78,13 @@ with concept_page("multi-head-attention"):
 
     st.subheader(f"Layer {layer}, head {head}", anchor=False)
     big_col, about_col = st.columns([3, 2], gap="medium")
+    q, k = np.tril_indices(length)
     with big_col:
         show_chart(attention_heatmap(cap.attentions[L, H], labels,
                                      title="Rows: queries · columns: keys · grey: masked (later tokens)"),
-                   None, f"attention-layer{layer}-head{head}", key="big")
+                   pd.DataFrame({"layer": layer, "head": head, "query_position": q + 1, "key_position": k + 1,
+                                 "weight": cap.attentions[L, H][q, k]}),
+                   f"attention-layer{layer}-head{head}", key="big")
     with about_col:
         m1, m2 = st.columns(2)
         m1.metric("On the first token", f"{stats.first_token_share[L, H]:.0%}",
@@ -97,7 +100,6 @@ with concept_page("multi-head-attention"):
         st.caption(head_reading(stats, L, H))
 
     st.subheader(f"Layer {layer}: all {cap.heads} heads", anchor=False)
-    q, k = np.tril_indices(length)
     show_chart(head_grid(cap.attentions[L], labels, selected=H),
                pd.DataFrame({"layer": layer, "head": np.repeat(np.arange(1, cap.heads + 1), len(q)),
                              "query_position": np.tile(q + 1, cap.heads), "key_position": np.tile(k + 1, cap.heads),
@@ -142,17 +144,17 @@ with concept_page("multi-head-attention"):
     table["head"] += 1
     with left:
         show_chart(head_map(stats.first_token_share, "Share of attention on the first token (sink)",
-                            "share", ".0%", zmax=1, selected=selected), None, "first-token-share", key="sink_map")
+                            "share", ".0%", zmax=1, selected=selected), table, "first-token-share", key="sink_map")
         show_chart(head_scatter(stats.entropy_bits, stats.mean_distance, stats.previous_token_share,
                                 "previous-token share", selected=selected,
                                 title="Entropy against distance, one point per head"),
                    table, "head-statistics", key="scatter")
     with right:
         show_chart(head_map(stats.previous_token_share, "Share of attention on the previous token",
-                            "share", ".0%", zmax=1, selected=selected), None, "previous-token-share",
+                            "share", ".0%", zmax=1, selected=selected), table, "previous-token-share",
                    key="prev_map")
         show_chart(head_map(stats.entropy_bits, "Mean entropy of a row", "bits", ".2f", selected=selected),
-                   None, "entropy", key="entropy_map")
+                   table, "entropy", key="entropy_map")
     st.caption("Bottom left: previous-token heads sit at distance ≈ 1 with low entropy; sink heads read far back "
                "(distance grows with position) with low entropy; heads in the upper right spread their weight.")
     with st.expander("All 270 heads as a table (sortable)"):

@@ -29,7 +29,14 @@ def latex_number(x: float) -> str:
     return rf"{mantissa} \times 10^{{{int(exponent)}}}" if exponent else mantissa
 
 
-def step_row(formula_md: str, latex: list[str], note: str, fig, key: str) -> None:
+def vectors_table(names: list[str], vectors: np.ndarray, **columns) -> pd.DataFrame:
+    """One row per vector, one column per dimension of the head (1-based, as on the charts)."""
+    table = pd.DataFrame({"vector": names, **columns})
+    dims = pd.DataFrame(vectors, columns=[f"d{k + 1}" for k in range(vectors.shape[1])])
+    return pd.concat([table, dims], axis=1)
+
+
+def step_row(formula_md: str, latex: list[str], note: str, fig, data: pd.DataFrame, key: str) -> None:
     left, right = st.columns([2, 3], gap="medium")
     with left:
         st.markdown(formula_md)
@@ -37,7 +44,7 @@ def step_row(formula_md: str, latex: list[str], note: str, fig, key: str) -> Non
             st.latex(line)
         st.caption(note)
     with right:
-        show_chart(fig, None, key, key)
+        show_chart(fig, data, key, key)
 
 
 with concept_page("self-attention"):
@@ -74,12 +81,12 @@ with concept_page("self-attention"):
         lines_col = st.columns([1, 3, 1])[1]
     with map_col:
         pairs = np.tril_indices(length)
+        weight_table = pd.DataFrame({"layer": layer, "head": head, "query_position": pairs[0] + 1,
+                                     "query_token": [cap.tokens[q] for q in pairs[0]], "key_position": pairs[1] + 1,
+                                     "key_token": [cap.tokens[k] for k in pairs[1]], "weight": weights[pairs]})
         show_chart(attention_heatmap(weights, labels, query=i,
                                      title="Rows: queries · columns: keys · grey: masked (later tokens)"),
-                   pd.DataFrame({"layer": layer, "head": head, "query_position": pairs[0] + 1,
-                                 "query_token": [cap.tokens[q] for q in pairs[0]], "key_position": pairs[1] + 1,
-                                 "key_token": [cap.tokens[k] for k in pairs[1]], "weight": weights[pairs]}),
-                   name=f"attention-layer{layer}-head{head}", key="map")
+                   weight_table, name=f"attention-layer{layer}-head{head}", key="map")
         st.caption(f"Every row is a softmax, so it sums to 1: the {length} row sums here lie between "
                    f"{row_sums.min():.6f} and {row_sums.max():.6f}. The outlined row is the query worked out below.")
     with lines_col:
@@ -89,7 +96,8 @@ with concept_page("self-attention"):
         one = mode == LINE_MODES[0]
         show_chart(attention_lines(weights, labels, query=i if one else None,
                                    title="Bolder, wider line = more weight"),
-                   None, "attention-lines", key="lines_chart")
+                   weight_table if not one else weight_table[weight_table.query_position == query],
+                   f"attention-lines-layer{layer}-head{head}", key="lines_chart")
 
     step = worked_step(text, L, H, i)
     top = int(np.argmax(step.weights))
@@ -99,14 +107,21 @@ with concept_page("self-attention"):
                 f"$W_V$ and rotated by RoPE. Head {head} reads key/value head {step.kv_head + 1}, which it shares "
                 f"with two other query heads.")
 
+    row_table = pd.DataFrame({
+        "key position": np.arange(1, length + 1), "token": labels,
+        "raw score q·k": step.raw_scores, f"scaled (÷{step.scale:g})": step.scaled_scores,
+        "masked": step.masked_scores, "weight (by hand)": step.weights, "weight (model)": step.model_weights,
+        "|difference|": np.abs(step.weights - step.model_weights)})
     visible_keys = [f"k{j + 1} {labels[j]}" for j in range(i + 1)]
+    q_and_keys = np.vstack([step.q[None], step.keys[:i + 1]])
     step_row("**1. Query and keys.** One 64-number query for this token, one key per visible token.",
              [r"q_i = \mathrm{RoPE}_i\!\left(W_Q\,\mathrm{RMSNorm}(x_i)\right)",
               r"k_j = \mathrm{RoPE}_j\!\left(W_K\,\mathrm{RMSNorm}(x_j)\right)"],
              f"Red: positive, blue: negative. |q| = {np.linalg.norm(step.q):.2f}; the largest key norm is "
              f"{np.linalg.norm(step.keys[:i + 1], axis=1).max():.2f}.",
-             vector_rows(np.vstack([step.q[None], step.keys[:i + 1]]), [f"q{query} {labels[i]}", *visible_keys],
-                         height=min(640, max(170, 16 * (i + 2) + 110))), "step-q-k")
+             vector_rows(q_and_keys, [f"q{query} {labels[i]}", *visible_keys],
+                         height=min(640, max(170, 16 * (i + 2) + 110))),
+             vectors_table([f"q{query} {labels[i]}", *visible_keys], q_and_keys), "step-q-k")
 
     d = step.q * step.keys[top]
     step_row("**2. Raw scores.** The dot product of the query with every key.",
@@ -115,7 +130,7 @@ with concept_page("self-attention"):
               rf"= {step.raw_scores[top]:.2f}"],
              f"Filled in for key {top + 1} (“{escape_markdown(labels[top])}”), the one that ends up with the most weight. "
              "Grey bars: later tokens; the product is computed, but the mask removes it in step 3.",
-             score_bars(step.raw_scores, labels, i, "q · k"), "step-raw")
+             score_bars(step.raw_scores, labels, i, "q · k"), row_table, "step-raw")
 
     step_row(f"**3. Scale by 1/√{step.head_dim} = 1/{step.scale:g}, then mask.** Later tokens get −∞.",
              [r"\tilde s_{ij} = \frac{s_{ij}}{\sqrt{d_k}} + M_{ij},\quad M_{ij} = "
@@ -124,7 +139,7 @@ with concept_page("self-attention"):
               rf"{step.scaled_scores[top]:.3f}"],
              f"Spread of the raw scores: {np.std(step.raw_scores[:i + 1]):.2f}; after scaling: "
              f"{np.std(step.scaled_scores[:i + 1]):.2f}.",
-             score_bars(step.masked_scores, labels, i, "scaled score", masked=True), "step-masked")
+             score_bars(step.masked_scores, labels, i, "scaled score", masked=True), row_table, "step-masked")
 
     # e^s is shown as is while it fits a float comfortably; otherwise every exponent is shifted by the maximum
     shift = 0.0 if step.scaled_scores[:i + 1].max() < 80 else float(step.scaled_scores[:i + 1].max())
@@ -140,7 +155,7 @@ with concept_page("self-attention"):
               rf" = {step.weights[top]:.4f}"],
              f"The weights sum to {step.weights.sum():.6f}; {strong} of the {i + 1} visible keys get more than 5%. "
              "Orange diamonds: the attention row the model itself returned.",
-             weight_bars(step.weights, step.model_weights, labels, i), "step-softmax")
+             weight_bars(step.weights, step.model_weights, labels, i), row_table, "step-softmax")
 
     step_row("**5. Mix the values.** The output is the weighted average of the value vectors.",
              [r"o_i = \sum_{j \le i} \alpha_{ij}\, v_j",
@@ -150,6 +165,8 @@ with concept_page("self-attention"):
              weighted_sum(step.values[:i + 1], step.weights[:i + 1], step.output,
                           [labels[j] for j in range(i + 1)],
                           title="Value rows v_j (weight × token) and their weighted sum"),
+             vectors_table([*(f"v{j + 1} {labels[j]}" for j in range(i + 1)), f"o{query} output"],
+                           np.vstack([step.values[:i + 1], step.output[None]]), weight=[*step.weights[:i + 1], np.nan]),
              "step-values")
 
     diff = step.max_abs_difference
@@ -164,11 +181,7 @@ with concept_page("self-attention"):
                f"connection and the MLP rebuilds the model's next hidden state to within {step.layer_output_check:.1e} "
                f"(its entries reach ±{scale:.1f}).")
     with st.expander("All the numbers of this row"):
-        st.dataframe(pd.DataFrame({
-            "key position": np.arange(1, length + 1), "token": labels,
-            "raw score q·k": step.raw_scores, f"scaled (÷{step.scale:g})": step.scaled_scores,
-            "masked": step.masked_scores, "weight (by hand)": step.weights, "weight (model)": step.model_weights,
-            "|difference|": np.abs(step.weights - step.model_weights)}), hide_index=True, width="stretch")
+        st.dataframe(row_table, hide_index=True, width="stretch")
     st.caption("Attention weights show where a head reads from, not why the model predicts what it does. "
                "A 135M model's heads are simpler than a large model's; try other layers and heads to see "
                "previous-token heads, heads that park weight on the first token, and the odd head that links "

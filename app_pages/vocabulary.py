@@ -5,7 +5,7 @@ from charts.tokens import embedding_bars, token_chips, token_count_bars
 from engine.tokenizers import DTYPE_BYTES, embedding_size
 from ui import concept_page, encoder, lm, prompt_input, samples
 from ui.charts import show_chart
-from ui.tokens import chips_for, comparison
+from ui.tokens import chips_for, comparison, token_table
 
 PRESETS = samples.load("tokenizer_texts")  # assets/samples.toml
 DEFAULT_PRESET = next(iter(PRESETS))
@@ -72,7 +72,7 @@ def show_splits(text: str, results, shown: int, show_ids: bool) -> None:
             title = f"{r.spec.name}: {n:,} tokens"  # short, to fit half a narrow page; sizes are in the table
             fig = token_chips([("", chips_for(text, r.tokens, show_ids, limit=shown))], columns=46, title=title,
                               font_size=14)
-            show_chart(fig, None, name=f"{r.spec.key}-tokens", key=f"split-{r.spec.key}")
+            show_chart(fig, token_table(text, r.tokens), name=f"{r.spec.key}-tokens", key=f"split-{r.spec.key}")
             if n > shown:
                 st.caption(f"First {shown} of {n:,} tokens shown.")
 

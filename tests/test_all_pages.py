@@ -22,7 +22,16 @@ def test_page_renders_its_frame_and_demo(lm, slug):
     assert at.title[0].value == concept.title
     assert len(at.radio) >= len(concept.quiz)          # the quiz
     assert "This link opens the page exactly as you see it now" in shown_text(at)  # the share link
-    assert at.get("plotly_chart") or at.get("metric"), "the demo shows no chart and no figure"
+    assert at.get("plotly_chart"), "the demo shows no chart"
+
+    # Every chart offers its numbers as CSV (show_chart's button is keyed "<chart key>-csv"), except the
+    # multi-head overview, which is a clickable picker of heads rather than a figure of data.
+    def user_key(element_id: str) -> str:  # Streamlit's ids read "$$ID-<hash>-<user key>"
+        return element_id.split("-", 2)[2]
+
+    downloads = {user_key(d.proto.id) for d in at.get("download_button") if d.proto.label == "Data (CSV)"}
+    charts = {user_key(c.proto.id) for c in at.get("plotly_chart")} - {"overview"}
+    assert charts and {f"{key}-csv" for key in charts} <= downloads, (charts, downloads)
 
 
 @pytest.mark.parametrize("slug", LIVE)
