@@ -11,7 +11,9 @@ from ui.models import lm
 def prompt_input(key: str, default: str, label: str = "Your text", *, max_chars: int = DEFAULT_MAX_CHARS,
                  max_tokens: int = DEFAULT_MAX_TOKENS, height: int | None = None, help: str | None = None) -> str:
     """A text area whose value is cleaned and cut to the limits; a note says what was cut. Returns the text."""
-    kwargs = dict(key=key, bind="query-params", help=help or
+    # max_chars on the widget too: the browser then refuses longer pastes, so the URL (the share link) stays
+    # short enough for servers to accept; a longer value arriving in a link is still cut below, with a note.
+    kwargs = dict(key=key, bind="query-params", max_chars=max_chars, help=help or
                   f"Up to {max_tokens} tokens (and {max_chars:,} characters); longer text is cut with a note.")
     if key not in st.session_state:  # once a callback has set the text, a default would only draw a warning
         kwargs["value"] = default
