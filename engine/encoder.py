@@ -45,8 +45,10 @@ class _Borrow:
 
 def load_encoder() -> LiveEncoder:
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never reach for a hub
+    hf_logging.disable_progress_bar()  # progress is reported our way; tqdm bars only clutter the log
     folder = encoder_folder()
     model = AutoModel.from_pretrained(folder, attn_implementation="eager")
     model.eval().requires_grad_(False)

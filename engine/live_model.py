@@ -73,8 +73,10 @@ def _card(model, seconds: float, source: str) -> ModelCard:
 def load_live_model(report: Report = lambda msg, frac: None, cache: Path | None = None) -> LiveModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never reach for a hub
+    hf_logging.disable_progress_bar()  # progress is reported our way; tqdm bars only clutter the log
     started = time.perf_counter()
     folder = cache or model_cache_dir()
     source = "safetensors cache"

@@ -15,8 +15,20 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
+def quiet_streamlit() -> None:
+    """AppTest runs pages outside a server, and Streamlit warns about that on every cached call."""
+    import logging
+
+    import streamlit  # noqa: F401  (its loggers exist once it is imported)
+    # A filter rather than a level: Streamlit resets its loggers' levels when AppTest loads its config.
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        lambda record: "missing ScriptRunContext" not in record.getMessage())
+
+
 def main(selected: list[str]) -> None:
     from engine.live_model import load_live_model
+
+    quiet_streamlit()
 
     started = time.perf_counter()
     lm = load_live_model()
