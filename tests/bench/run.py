@@ -19,7 +19,6 @@ def quiet_streamlit() -> None:
     """AppTest runs pages outside a server, and Streamlit warns about that on every cached call."""
     import logging
 
-    import streamlit  # noqa: F401  (its loggers exist once it is imported)
     # A filter rather than a level: Streamlit resets its loggers' levels when AppTest loads its config.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
         lambda record: "missing ScriptRunContext" not in record.getMessage())
