@@ -1,5 +1,6 @@
 """Every headline page in a real browser: open it, move one control, see its figure change, keep a screenshot."""
 import os
+import re
 
 import pytest
 
@@ -65,3 +66,19 @@ def test_page_reacts_to_its_control(slug, kind, label, action, param, browser_se
 def browser_server():
     with streamlit_server() as base, browser_page(height=1600) as page:
         yield base, page
+
+
+def test_a_reader_in_dark_mode_gets_the_dark_theme(browser_server):
+    """The app follows the reader's system setting (config.toml sets only per-mode colours)."""
+    base, light_page = browser_server
+    page = light_page.context.browser.new_page(viewport={"width": 1400, "height": 1600}, color_scheme="dark")
+    try:
+        page.goto(f"{base}/self-attention")
+        wait_until_idle(page, timeout_ms=120_000, figures=1)
+        background = page.evaluate("() => getComputedStyle(document.querySelector('[data-testid=\"stApp\"]'))"
+                                   ".backgroundColor")
+        red, green, blue = (int(float(c)) for c in re.findall(r"[\d.]+", background)[:3])
+        assert max(red, green, blue) < 80, f"the page background is {background}, not dark"
+        page.screenshot(path=str(ARTIFACTS / "self-attention-dark.png"), full_page=True)
+    finally:
+        page.close()
