@@ -32,7 +32,8 @@ def render_home() -> None:
     st.markdown("How large language models work, one concept per page, each with a demo that runs **a real "
                 "model on your own text, right now**. Move a slider, type a sentence, and send the link: it "
                 "opens the page exactly as you left it.")
-    st.caption(f"{len(live)} of {len(catalogue.concepts)} concepts are live so far; the map shows them all.")
+    st.caption(f"{len(live)} of {len(catalogue.concepts)} concepts are live so far; the map shows them all: "
+               ":material/play_circle: a live page, :material/schedule: a concept still to come.")
     query = st.text_input("Search the handbook", key="q", bind="query-params", max_chars=100,
                           placeholder="attention, temperature, KV cache...")
     words = [w for w in (query or "").lower().split() if w]
@@ -48,14 +49,14 @@ def render_home() -> None:
             continue
         shown += len(members)
         st.subheader(f"{section.number}. {section.title}")
-        cols = st.columns(3)
-        for i, c in enumerate(members):
-            with cols[i % 3]:
-                if c.live:
-                    st.page_link(f"app_pages/{c.page_name}.py", label=c.title, icon=":material/play_circle:")
-                    st.caption(c.summary)
-                else:
-                    st.markdown(f":gray[:material/schedule: {c.title}]")
+        for row in range(0, len(members), 3):  # one row of columns per three concepts keeps the rows aligned
+            for col, c in zip(st.columns(3), members[row:row + 3]):
+                with col:
+                    if c.live:
+                        st.page_link(f"app_pages/{c.page_name}.py", label=c.title, icon=":material/play_circle:")
+                        st.caption(c.summary)
+                    else:
+                        st.caption(f":material/schedule: {c.title}")
     if words and not shown:
         st.info("No concept matches that search. Try a shorter word, such as *token* or *cache*.")
     st.divider()
