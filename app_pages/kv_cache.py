@@ -5,12 +5,13 @@ import streamlit as st
 
 from charts.kv_cache import attention_kinds, cache_growth, memory_vs_context, step_times
 from engine.kv_cache import (DEFAULT_DTYPE, DTYPE_BYTES, MAX_BATCH, MAX_HEAD_DIM, MAX_HEADS, MAX_LAYERS, PUBLISHED,
-                             ModelSpec, dtype_bytes, growth_points, kv_bytes_per_token, kv_cache_bytes, live_spec,
+                             ModelSpec, dtype_bytes, kv_bytes_per_token, kv_cache_bytes, live_spec,
                              weight_bytes)
 from ui import concept_page, lm, prompt_input
 from ui.charts import show_chart
+from ui.jobs import follow
 from ui.kv_cache import cache_growth as measured_growth
-from ui.kv_cache import measure_timing, stored_timing
+from ui.kv_cache import GROWTH_MIN_TOKENS, timing_job
 from ui.inputs import whole_number_input
 
 DEFAULT_PROMPT = (
@@ -19,7 +20,6 @@ DEFAULT_PROMPT = (
     "pages a day. Within fifty years presses were running in more than two hundred cities, the price of books "
     "fell sharply, and reading spread far beyond monasteries and universities.")
 CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
-GROWTH_MAX_TOKENS = 512
 GB = 1e9
 TIME_BUDGET_S = 60   # a timing run stops after this, so one visitor cannot hold the shared CPU for minutes
 AGAIN_FLAG = "_kv_measure_again"   # set by the "Measure again" button's callback, read once by the next run
@@ -60,21 +60,10 @@ def timing_section(prompt: str) -> None:
                 icon=":material/timer:")
         return
 
-    result = stored_timing(prompt, n)
     again = bool(st.session_state.pop(AGAIN_FLAG, False))
-    if result is None or again:
-        bar = st.progress(0.0, text="Warming up the model...")
-
-        def on_step(done: int, total: int, with_s: float, without_s: float) -> None:
-            bar.progress(done / total, text=f"Token {done} of {total}: {1000 * with_s:.0f} ms with the cache, "
-                                            f"{1000 * without_s:.0f} ms without")
-
-        def on_wait() -> None:
-            bar.progress(0.0, text="Waiting for another visitor's measurement to finish...")
-
-        result = measure_timing(prompt, n, on_step=on_step, on_wait=on_wait, again=again,
-                                time_budget_s=TIME_BUDGET_S)
-        bar.empty()
+    result = follow(timing_job(prompt, n, TIME_BUDGET_S, again=again), what="timing")
+    if result is None:
+        return
 
     cached, uncached = result.cached, result.uncached
     a, b, c, d = st.columns(4)
@@ -101,8 +90,9 @@ def timing_section(prompt: str) -> None:
                   on_click=st.session_state.__setitem__, args=(AGAIN_FLAG, True))
     busy = []
     if result.stopped_early:
-        busy.append(f"Stopped after {len(cached.new_ids)} of {result.requested} tokens: a measurement is limited to "
-                    f"{TIME_BUDGET_S} s so that the shared server stays responsive.")
+        busy.append(f"Stopped after {len(cached.new_ids)} of {result.requested} tokens: a measurement ends when "
+                    f"its reader presses Stop, or after {TIME_BUDGET_S} s so that the shared server stays "
+                    "responsive.")
     if result.noisy:
         busy.append("Some steps took several times longer than their neighbours (the spikes below): other work was "
                     "running. The totals still compare like with like, since the two runs alternate step by step.")
@@ -137,11 +127,13 @@ def timing_section(prompt: str) -> None:
 def memory_section(prompt: str) -> None:
     st.subheader("2 · The cache in memory, read from the real tensors")
     model = lm()
-    growth = measured_growth(prompt, tuple(growth_points(GROWTH_MAX_TOKENS)))
+    growth = measured_growth(prompt)
     spec = growth.spec
     per_token = growth.per_token_formula
-    st.markdown(f"Your prompt, repeated up to {GROWTH_MAX_TOKENS} tokens, is fed into one `DynamicCache` in "
-                "chunks, as generation would append it. After each chunk the page adds up the bytes of every "
+    fed = (f"Your prompt's {growth.tokens[-1]} tokens are" if growth.tokens[-1] > GROWTH_MIN_TOKENS
+           else f"Your prompt, repeated up to {growth.tokens[-1]} tokens, is")
+    st.markdown(f"{fed} fed into one `DynamicCache` in "
+                "chunks, as generation would append them. After each chunk the page adds up the bytes of every "
                 f"layer's key and value tensors. SmolLM2's config gives {spec.layers} layers, {spec.kv_heads} KV "
                 f"heads of size {spec.head_dim}, and its tensors are {growth.dtype} ({growth.element_size} bytes):")
     st.latex(rf"2 \times {spec.layers} \times {spec.kv_heads} \times {spec.head_dim} \times {growth.element_size}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from engine.gate import cpu_gate
 from engine.live_model import LiveModel
 
 METHODS = ("pca", "tsne", "umap")
@@ -227,7 +228,7 @@ def project(vectors: np.ndarray, method: str = "pca", dims: int = 2, seed: int =
         return Projection(coords, "pca", dims, explained,
                           note=f"{METHOD_NAMES[method]} needs at least {MIN_POINTS_NONLINEAR} points to "
                                f"have neighbourhoods to keep; showing PCA for these {n}.")
-    with warnings.catch_warnings():
+    with cpu_gate().slot(), warnings.catch_warnings():   # t-SNE and UMAP are CPU work like a model pass
         warnings.simplefilter("ignore")   # umap warns that a seed disables its parallelism: intended
         if method == "tsne":
             from sklearn.manifold import TSNE

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.gate import model_work
 from engine.model_source import ModelUnavailable
 
 ENCODER_NAME = "all-MiniLM-L6-v2"
@@ -61,7 +62,7 @@ def embed_sentences(encoder: LiveEncoder, sentences: list[str]):
 
     with encoder.tokenizing() as tok:
         batch = tok(sentences, padding=True, truncation=True, max_length=256, return_tensors="pt")
-    with torch.inference_mode():
+    with model_work():
         hidden = encoder.model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).float()
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

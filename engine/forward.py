@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine.gate import model_work
 from engine.live_model import LiveModel
 
 
@@ -21,7 +22,7 @@ def forward(lm: LiveModel, ids: list[int], attentions: bool = False, hidden_stat
     if not ids:
         raise ValueError("a forward pass needs at least one token")
     model = lm.eager if attentions else lm.model  # SDPA returns no attention weights
-    with torch.inference_mode():
+    with model_work():
         out = model(torch.tensor([ids]), output_attentions=attentions,
                     output_hidden_states=hidden_states, use_cache=False)
     return ForwardPass(

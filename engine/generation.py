@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine.gate import model_work
 from engine.live_model import LiveModel
 from engine.tokens import decode, decode_each, token_ids
 
@@ -53,7 +54,7 @@ def next_token_distribution(lm: LiveModel, text: str) -> Distribution:
     ids = token_ids(lm, text)
     if not ids:
         raise ValueError("the prompt is empty")
-    with torch.inference_mode():
+    with model_work():
         logits = lm.model(torch.tensor([ids]), use_cache=False).logits[0, -1].float().numpy()
     return Distribution(prompt_ids=ids, logits=logits, probabilities=softmax(logits))
 
@@ -91,20 +92,20 @@ def generate(lm: LiveModel, text: str, max_new_tokens: int = 20, *, temperature:
     sequence, new_ids, times, chosen_p = list(ids), [], [], []
     feed = list(ids)
     stopped = False
-    with torch.inference_mode():
-        for _ in range(max(0, int(max_new_tokens))):
+    for _ in range(max(0, int(max_new_tokens))):
+        with model_work():   # the gate is passed step by step, so a long generation lets other readers in
             started = time.perf_counter()
             out = lm.model(torch.tensor([feed]), past_key_values=cache, use_cache=use_cache)
             logits = out.logits[0, -1].float()
             next_id, prob = _choose(logits, temperature, top_k, top_p, rng)
             times.append(time.perf_counter() - started)
-            new_ids.append(next_id)
-            chosen_p.append(prob)
-            sequence.append(next_id)
-            feed = [next_id] if use_cache else sequence
-            if stop_at_eos and next_id == eos:
-                stopped = True
-                break
+        new_ids.append(next_id)
+        chosen_p.append(prob)
+        sequence.append(next_id)
+        feed = [next_id] if use_cache else sequence
+        if stop_at_eos and next_id == eos:
+            stopped = True
+            break
     text_ids = new_ids[:-1] if stopped else new_ids  # the end-of-text marker is not part of the text
     return Generation(prompt_ids=ids, new_ids=new_ids, new_text=decode(lm, text_ids),
                       step_seconds=times, chosen_probabilities=chosen_p, stopped_at_eos=stopped)

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from engine.gate import model_work
 from engine.live_model import LiveModel
 from engine.tokens import decode
 
@@ -216,11 +217,11 @@ def measure_cache_growth(lm: LiveModel, ids: list[int], points: list[int]) -> Ca
     element_size = live_element_size(lm)
     cache = DynamicCache(config=lm.model.config)
     measured, fed = [], 0
-    with torch.inference_mode():
-        for point in points:
+    for point in points:
+        with model_work():
             lm.model(torch.tensor([stream[fed:point]]), past_key_values=cache, use_cache=True)
-            fed = point
-            measured.append(cache_tensor_bytes(cache))
+        fed = point
+        measured.append(cache_tensor_bytes(cache))
     return CacheGrowth(tokens=points, measured_bytes=measured,
                        formula_bytes=[kv_cache_bytes(spec, element_size, p, 1) for p in points],
                        key_shape=tuple(cache.layers[0].keys.shape), layers=len(cache.layers),
@@ -310,12 +311,15 @@ StepReport = Callable[[int, int, float, float], None]   # (step done, steps, sec
 
 
 def compare_generation(lm: LiveModel, ids: list[int], max_new_tokens: int, on_step: StepReport | None = None,
-                       time_budget_s: float | None = None) -> CacheComparison:
+                       time_budget_s: float | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> CacheComparison:
     """Greedy generation of `max_new_tokens` tokens twice: with a DynamicCache, and re-running the whole sequence.
 
     The two runs advance in lockstep (one cached step, then one uncached step) so that both see the same
     load on a shared server. Generation does not stop at end-of-text: both curves cover every step. With a
-    time budget, the runs stop (after at least 4 steps) once it is spent, so a busy server stays responsive.
+    time budget, the runs stop (after at least 4 steps) once it is spent, so a busy server stays responsive;
+    `should_stop` (a job's stop request) ends them the same way. The CPU gate is passed once per step pair,
+    so other readers' passes run between steps, and the time spent waiting for it is not counted.
     """
     from transformers import DynamicCache
 
@@ -325,17 +329,19 @@ def compare_generation(lm: LiveModel, ids: list[int], max_new_tokens: int, on_st
     cache = DynamicCache(config=lm.model.config)
     runs = {True: dict(seq=list(ids), feed=list(ids), new=[], sec=[], fed=[], mem=[]),
             False: dict(seq=list(ids), feed=list(ids), new=[], sec=[], fed=[], mem=[])}
-    with torch.inference_mode():
+    with model_work():
         # Warm-up, untimed, of both paths: the first calls in a process pay one-off costs (lazy imports, allocations).
         lm.model(torch.tensor([list(ids)]), use_cache=False)
         warm = DynamicCache(config=lm.model.config)
         lm.model(torch.tensor([list(ids)]), past_key_values=warm, use_cache=True)
         lm.model(torch.tensor([[ids[-1]]]), past_key_values=warm, use_cache=True)
         del warm
-        began = time.perf_counter()
-        for step in range(steps):
-            if time_budget_s is not None and step >= 4 and time.perf_counter() - began > time_budget_s:
-                break
+    began = time.perf_counter()
+    for step in range(steps):
+        out_of_time = time_budget_s is not None and time.perf_counter() - began > time_budget_s
+        if (step >= 4 and out_of_time) or (should_stop is not None and should_stop()):
+            break
+        with model_work():
             for use_cache in (True, False):
                 run = runs[use_cache]
                 started = time.perf_counter()
@@ -348,8 +354,8 @@ def compare_generation(lm: LiveModel, ids: list[int], max_new_tokens: int, on_st
                 run["new"].append(next_id)
                 run["seq"].append(next_id)
                 run["feed"] = [next_id] if use_cache else list(run["seq"])
-            if on_step:
-                on_step(step + 1, steps, runs[True]["sec"][-1], runs[False]["sec"][-1])
+        if on_step:
+            on_step(step + 1, steps, runs[True]["sec"][-1], runs[False]["sec"][-1])
 
     def finished(use_cache: bool) -> TimedRun:
         r = runs[use_cache]

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.gate import configure_torch
 from engine.model_cache import Report, build_cache, cache_is_complete, model_cache_dir
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -70,19 +71,6 @@ def _card(model, seconds: float, source: str) -> ModelCard:
         loaded_from=source)
 
 
-THREADS_VARIABLE = "LLM_HANDBOOK_TORCH_THREADS"
-
-
-def torch_threads_from_env() -> int | None:
-    """The torch thread count a deployment asks for, if any.
-
-    On 2 cores, 2 threads serve one reader fastest (a 64-token pass: 143 ms against 203 ms on 1 thread), but
-    two readers at once get more passes per second from 1 thread each. A busy deployment may set this to 1.
-    """
-    raw = os.environ.get(THREADS_VARIABLE, "").strip()
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 256 else None
-
-
 def load_live_model(report: Report = lambda msg, frac: None, cache: Path | None = None) -> LiveModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
@@ -90,9 +78,7 @@ def load_live_model(report: Report = lambda msg, frac: None, cache: Path | None 
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never reach for a hub
     hf_logging.disable_progress_bar()  # progress is reported our way; tqdm bars only clutter the log
-    threads = torch_threads_from_env()
-    if threads:
-        torch.set_num_threads(threads)
+    configure_torch()  # torch threads and the CPU gate's slots, chosen together (engine/gate.py)
     started = time.perf_counter()
     folder = cache or model_cache_dir()
     source = "safetensors cache"

@@ -21,6 +21,22 @@ def open_page(slug: str, params: dict | None = None, timeout: float = FIRST_RUN_
     return at.run()
 
 
+def run_until(at: AppTest, ready, timeout: float = 180, pause: float = 0.3) -> AppTest:
+    """Rerun the page until `ready(at)` holds, as the page's polling fragment would (AppTest runs no timers).
+
+    For pages whose long work runs as a job: the first run starts it and shows progress; a later run shows
+    the result.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready(at):
+        assert time.monotonic() < deadline, "the job did not finish in time"
+        time.sleep(pause)
+        at.run()
+    return at
+
+
 def shown_text(at: AppTest) -> str:
     """Everything a reader can read on the page: markdown, captions, metrics, infos, errors, code."""
     parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "code", "text")

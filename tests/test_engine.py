@@ -95,6 +95,6 @@ def test_bound_text_notes_say_what_was_cut(lm):
 @pytest.mark.parametrize("raw, threads", [("1", 1), (" 2 ", 2), ("", None), ("0", None), ("-1", None),
                                           ("abc", None), ("1e9", None), ("100000", None)])
 def test_torch_thread_setting_accepts_only_a_sane_whole_number(monkeypatch, raw, threads):
-    from engine.live_model import THREADS_VARIABLE, torch_threads_from_env
+    from engine.gate import THREADS_VARIABLE, torch_threads_from_env
     monkeypatch.setenv(THREADS_VARIABLE, raw)
     assert torch_threads_from_env() == threads

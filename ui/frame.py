@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import streamlit as st
 
 from concepts import Concept, load_catalogue
+from ui.gate import queue_notice
 from ui.quiz import quiz
 from ui.share import share_link
 
@@ -37,7 +38,8 @@ def concept_page(slug: str):
     demo = st.container()
     with demo:
         try:
-            yield c
+            with queue_notice():   # a reader kept waiting for the shared CPU is told their place
+                yield c
         except Exception as err:  # Streamlit's own rerun/stop signals are BaseException and pass through
             log.exception("demo failed on %s", slug)
             st.error(f"This demo hit a problem and stopped: {type(err).__name__}: {str(err)[:300]}. "

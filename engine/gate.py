@@ -1,0 +1,180 @@
+"""One gate for the CPU: every model call and every job step passes it, first come first served.
+
+Why a gate: torch on a 2-core server runs fastest when the passes in flight times their torch threads never
+exceeds the cores. Without a gate, twenty readers' passes all start at once, the threads fight over two
+cores, and everyone waits longest. With it, at most `slots` passes run, each on `threads` torch threads,
+and the rest queue in arrival order, so a reader who arrives first is served first.
+
+The gate knows nothing of Streamlit. A caller that can tell its reader about the wait registers a notice
+for its thread (`waiting_notice`); the gate calls it with the number of passes ahead once the wait has
+lasted `notice_after_s`, again whenever that number changes, and with 0 when the pass starts.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+THREADS_VARIABLE = "LLM_HANDBOOK_TORCH_THREADS"
+NOTICE_AFTER_S = 1.0   # a wait shorter than this is not worth a message
+POLL_S = 0.2           # how often a waiting thread re-checks its place, to update its notice
+
+Notice = Callable[[int], None]   # (passes ahead of this reader) -> None; 0 means "your turn now"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def torch_threads_from_env() -> int | None:
+    """The torch thread count a deployment asks for in LLM_HANDBOOK_TORCH_THREADS, if it is a sane number."""
+    raw = os.environ.get(THREADS_VARIABLE, "").strip()
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 256 else None
+
+
+@dataclass(frozen=True)
+class GatePlan:
+    """How the cores are shared: `slots` passes at once, each on `threads` torch threads."""
+    cores: int
+    threads: int
+    slots: int
+
+
+def plan_for(cores: int, threads: int | None) -> GatePlan:
+    """One torch thread per pass and one pass per core unless the deployment asks otherwise.
+
+    Measured on 2 cores (a 64-token pass): 143 ms on 2 threads against 203 ms on 1, but two passes side by
+    side on 1 thread each finish 9.4 passes/s against 7.9. A server is for many readers, so throughput wins;
+    a deployment for one reader may set LLM_HANDBOOK_TORCH_THREADS to the core count (then one slot).
+    """
+    threads = min(max(1, threads or 1), cores)
+    return GatePlan(cores=cores, threads=threads, slots=max(1, cores // threads))
+
+
+class CpuGate:
+    """A first-come-first-served semaphore. Re-entrant per thread: a holder's nested calls pass straight in."""
+
+    def __init__(self, slots: int, notice_after_s: float = NOTICE_AFTER_S):
+        self.slots = max(1, int(slots))
+        self._notice_after = notice_after_s
+        self._cond = threading.Condition()
+        self._queue: deque[int] = deque()    # tickets waiting, in arrival order
+        self._running = 0
+        self._tickets = itertools.count()
+        self._local = threading.local()      # per thread: nesting depth and the registered notice
+
+    # --- what the app reads -------------------------------------------------------------------------------
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    @contextmanager
+    def waiting_notice(self, notice: Notice) -> Iterator[None]:
+        """Let the gate tell this thread's reader about a long wait (see the module docstring)."""
+        previous = getattr(self._local, "notice", None)
+        self._local.notice = notice
+        try:
+            yield
+        finally:
+            self._local.notice = previous
+
+    # --- passing the gate ---------------------------------------------------------------------------------
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        depth = getattr(self._local, "depth", 0)
+        if depth:   # already inside: one reader's nested model calls must not queue behind themselves
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth = depth
+            return
+        self._enter()
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+    def _enter(self) -> None:
+        notice: Notice | None = getattr(self._local, "notice", None)
+        started = time.monotonic()
+        shown = None   # the last number of passes ahead that the notice was given
+        with self._cond:
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+        try:
+            while True:
+                with self._cond:
+                    if self._queue[0] == ticket and self._running < self.slots:
+                        self._queue.popleft()
+                        self._running += 1
+                        self._cond.notify_all()   # the next in line may also fit
+                        break
+                    self._cond.wait(POLL_S)
+                    ahead = self._queue.index(ticket) + self._running
+                # The notice runs outside the lock: it may draw on a page, which takes its own time.
+                if notice and ahead != shown and time.monotonic() - started >= self._notice_after:
+                    notice(ahead)
+                    shown = ahead
+        except BaseException:   # a stopped script must not leave its ticket blocking the queue
+            with self._cond:
+                if ticket in self._queue:
+                    self._queue.remove(ticket)
+                    self._cond.notify_all()
+            raise
+        if notice and shown is not None:
+            notice(0)
+
+
+_gate: CpuGate | None = None
+_plan: GatePlan | None = None
+_setup_lock = threading.Lock()
+
+
+def configure_torch() -> GatePlan:
+    """Choose torch threads and gate slots once per process (idempotent)."""
+    global _gate, _plan
+    with _setup_lock:
+        if _plan is None:
+            import torch
+
+            _plan = plan_for(available_cores(), torch_threads_from_env())
+            torch.set_num_threads(_plan.threads)
+            try:   # only possible before torch's inter-op pool starts; harmless to skip afterwards
+                torch.set_num_interop_threads(1)
+            except RuntimeError:
+                pass
+            _gate = CpuGate(_plan.slots)
+        return _plan
+
+
+def cpu_gate() -> CpuGate:
+    if _gate is None:
+        configure_torch()
+    return _gate
+
+
+@contextmanager
+def model_work() -> Iterator[None]:
+    """Pass the gate and run torch without autograd: the one wrapper around every model computation."""
+    import torch
+
+    with cpu_gate().slot(), torch.inference_mode():
+        yield

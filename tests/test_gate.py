@@ -1,0 +1,115 @@
+"""The CPU gate: never more passes at once than slots, first come first served, a notice for long waits."""
+import threading
+import time
+
+import pytest
+
+from engine.gate import CpuGate, plan_for
+
+
+@pytest.mark.parametrize("cores, asked, threads, slots", [(2, None, 1, 2), (2, 2, 2, 1), (8, 2, 2, 4),
+                                                          (2, 64, 2, 1), (1, None, 1, 1)])
+def test_threads_times_slots_never_exceed_the_cores(cores, asked, threads, slots):
+    plan = plan_for(cores, asked)
+    assert (plan.threads, plan.slots) == (threads, slots)
+    assert plan.threads * plan.slots <= cores
+
+
+def test_no_more_than_slots_run_at_once_and_arrivals_are_served_in_order():
+    gate = CpuGate(slots=2)
+    running, most, started = [0], [0], []
+    lock = threading.Lock()
+
+    def work(n):
+        with gate.slot():
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+                started.append(n)
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+
+    threads = []
+    for n in range(8):
+        t = threading.Thread(target=work, args=(n,))
+        t.start()
+        threads.append(t)
+        time.sleep(0.005)   # arrive one after another
+    for t in threads:
+        t.join(5)
+    assert most[0] == 2
+    assert started == sorted(started)
+    assert gate.running == 0 and gate.waiting == 0
+
+
+def test_a_holder_calling_the_model_again_does_not_queue_behind_itself():
+    gate = CpuGate(slots=1)
+    done = threading.Event()
+
+    def nested():
+        with gate.slot(), gate.slot(), gate.slot():
+            done.set()
+
+    t = threading.Thread(target=nested)
+    t.start()
+    t.join(2)
+    assert done.is_set() and gate.running == 0
+
+
+def test_a_long_wait_is_announced_with_the_passes_ahead_then_cleared():
+    gate = CpuGate(slots=1, notice_after_s=0.1)
+    heard = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with gate.slot():
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(2)
+    threading.Timer(0.6, release.set).start()
+    with gate.waiting_notice(heard.append), gate.slot():
+        pass
+    holder.join(2)
+    assert heard[0] == 1 and heard[-1] == 0
+
+
+def test_a_short_wait_says_nothing():
+    gate = CpuGate(slots=1, notice_after_s=5)
+    heard = []
+    with gate.waiting_notice(heard.append), gate.slot():
+        pass
+    assert heard == []
+
+
+def test_a_waiter_that_is_stopped_leaves_the_queue():
+    gate = CpuGate(slots=1)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with gate.slot():
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(2)
+
+    class Stop(BaseException):
+        pass
+
+    def stop_waiting(ahead):
+        raise Stop
+
+    gate._notice_after = 0.05
+    with pytest.raises(Stop), gate.waiting_notice(stop_waiting), gate.slot():
+        pass
+    assert gate.waiting == 0
+    release.set()
+    holder.join(2)
+    with gate.slot():   # the gate still works
+        assert gate.running == 1
