@@ -1,12 +1,10 @@
-"""Every live page opens cleanly: with defaults, and from a hostile or malformed link."""
+"""Every live page opens cleanly with its frame, its demo and a CSV beside every chart (hostile links: test_sweep)."""
 import pytest
 
 from concepts import load_catalogue
 from tests.pages import assert_no_exception, open_page, shown_text
 
 LIVE = [c.slug for c in load_catalogue().live]
-HOSTILE = {"unknown": "<script>alert(1)</script>", "text": "<img src=x onerror=alert(1)>",
-           "prompt": "**bold** $x$ :red[red]", "layer": "banana", "head": "-3", "k": "1e9", "t": "nan"}
 
 
 def test_the_eight_headline_pages_and_next_token_are_live():
@@ -32,12 +30,6 @@ def test_page_renders_its_frame_and_demo(lm, slug):
     downloads = {user_key(d.proto.id) for d in at.get("download_button") if d.proto.label == "Data (CSV)"}
     charts = {user_key(c.proto.id) for c in at.get("plotly_chart")} - {"overview"}
     assert charts and {f"{key}-csv" for key in charts} <= downloads, (charts, downloads)
-
-
-@pytest.mark.parametrize("slug", LIVE)
-def test_hostile_link_falls_back_without_error(lm, slug):
-    at = open_page(slug, HOSTILE)
-    assert_no_exception(at)
 
 
 @pytest.mark.parametrize("slug, key", [("temperature", "seed"), ("token-embeddings", "seed"), ("kv-cache", "batch")])
