@@ -8,7 +8,7 @@ from engine.kv_cache import (DEFAULT_DTYPE, DTYPE_BYTES, MAX_BATCH, MAX_HEAD_DIM
                              ModelSpec, dtype_bytes, kv_bytes_per_token, kv_cache_bytes, live_spec,
                              weight_bytes)
 from ui import concept_page, lm, prompt_input
-from ui.charts import show_chart
+from ui.charts import figure, show_chart
 from ui.jobs import follow
 from ui.kv_cache import cache_growth as measured_growth
 from ui.kv_cache import GROWTH_MIN_TOKENS, timing_job
@@ -104,7 +104,7 @@ def timing_section(prompt: str) -> None:
     lengths = uncached.tokens_fed
     speedups = result.cumulative_speedup()
     prompt_len = len(result.prompt_ids)
-    show_chart(step_times(with_ms, without_ms, lengths, speedups,
+    show_chart(figure(step_times, with_ms, without_ms, lengths, speedups,
                           title=f"Time per generated token after a {prompt_len}-token prompt"),
                pd.DataFrame({"token": range(1, len(with_ms) + 1), "token_id": cached.new_ids,
                              "tokens_fed_without_cache": lengths, "tokens_fed_with_cache": cached.tokens_fed,
@@ -150,7 +150,7 @@ def memory_section(prompt: str) -> None:
     described_metric(d, f"At its full context ({model.card.context_length:,} tokens)", human_bytes(full),
                      f"= {full / 2 ** 20:,.0f} MiB, {full / weights:.0%} of the weights",
                      f"Formula, one sequence, float32. The weights are {human_bytes(weights)} at float32.")
-    show_chart(cache_growth(growth.tokens, [m / 1e6 for m in growth.measured_bytes],
+    show_chart(figure(cache_growth, growth.tokens, [m / 1e6 for m in growth.measured_bytes],
                             [f / 1e6 for f in growth.formula_bytes],
                             title="SmolLM2's cache grows by the same number of bytes with every token"),
                pd.DataFrame({"tokens": growth.tokens, "measured_bytes": growth.measured_bytes,
@@ -233,7 +233,7 @@ def calculator_section() -> None:
 
     series = [{"name": s.name, "contexts": CONTEXTS, "trained_context": s.context,
                "gb": [kv_cache_bytes(s, per_value, t, batch) / GB for t in CONTEXTS]} for s in specs]
-    show_chart(memory_vs_context(series, context, log_memory,
+    show_chart(figure(memory_vs_context, series, context, log_memory,
                                  title=f"KV cache vs context length ({dtype}, batch {batch})"),
                pd.DataFrame([{"model": s["name"], "context_tokens": t, "kv_cache_gb": g}
                              for s in series for t, g in zip(s["contexts"], s["gb"])]),
@@ -253,7 +253,7 @@ def calculator_section() -> None:
     actual = [kv_cache_bytes(s, per_value, context, batch) / GB for s in specs]
     mqa = [kv_cache_bytes(s.with_kv_heads(1), per_value, context, batch) / GB for s in specs]
     labels = [f"{s.attention}, {s.kv_heads} KV heads" for s in specs]
-    show_chart(attention_kinds([s.name for s in specs], mha, actual, mqa, labels,
+    show_chart(figure(attention_kinds, [s.name for s in specs], mha, actual, mqa, labels,
                                title=f"Cache as a share of full multi-head attention (labels: GB at "
                                      f"{short_tokens(context)} × batch {batch}, {dtype})"),
                pd.DataFrame({"model": [s.name for s in specs], "mha_gb": mha, "configured_gb": actual,

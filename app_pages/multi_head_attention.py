@@ -7,7 +7,7 @@ from engine.attention import findings
 from ui import concept_page, prompt_input
 from ui.attention import (MAX_TOKENS, THUMBNAIL, captured, head_name, statistics, thumbnails,
                           token_labels)
-from ui.charts import show_chart
+from ui.charts import figure, show_chart
 from ui.text import escape_markdown
 from ui.inputs import layer_and_head, stop_if_empty
 
@@ -68,7 +68,7 @@ with concept_page("multi-head-attention"):
               f"<br>on the previous token {stats.previous_token_share[l, h]:.0%}"
               f"<br>entropy {stats.entropy_bits[l, h]:.2f} bits · distance {stats.mean_distance[l, h]:.1f} tokens"
               for h in range(cap.heads)] for l in range(cap.layers)]
-    st.plotly_chart(overview(thumbnails(text), hover, selected=(L, H)), key="overview", on_select=pick_from_overview,
+    st.plotly_chart(figure(overview, thumbnails(text), hover, selected=(L, H)), key="overview", on_select=pick_from_overview,
                     selection_mode="points", width="stretch", config={"displaylogo": False, "scrollZoom": False})
     shrink = (f" Your {length} tokens are pooled to {THUMBNAIL} × {THUMBNAIL} blocks (weights summed over keys and "
               "averaged over queries, so each row still sums to 1)." if length > THUMBNAIL else "")
@@ -80,7 +80,7 @@ with concept_page("multi-head-attention"):
     big_col, about_col = st.columns([3, 2], gap="medium")
     q, k = np.tril_indices(length)
     with big_col:
-        show_chart(attention_heatmap(cap.attentions[L, H], labels,
+        show_chart(figure(attention_heatmap, cap.attentions[L, H], labels,
                                      title="Rows: queries · columns: keys · grey: masked (later tokens)"),
                    pd.DataFrame({"layer": layer, "head": head, "query_position": q + 1, "key_position": k + 1,
                                  "weight": cap.attentions[L, H][q, k]}),
@@ -100,7 +100,7 @@ with concept_page("multi-head-attention"):
         st.caption(head_reading(stats, L, H))
 
     st.subheader(f"Layer {layer}: all {cap.heads} heads", anchor=False)
-    show_chart(head_grid(cap.attentions[L], labels, selected=H),
+    show_chart(figure(head_grid, cap.attentions[L], labels, selected=H),
                pd.DataFrame({"layer": layer, "head": np.repeat(np.arange(1, cap.heads + 1), len(q)),
                              "query_position": np.tile(q + 1, cap.heads), "key_position": np.tile(k + 1, cap.heads),
                              "weight": cap.attentions[L][:, q, k].reshape(-1)}),
@@ -143,17 +143,17 @@ with concept_page("multi-head-attention"):
     table["layer"] += 1
     table["head"] += 1
     with left:
-        show_chart(head_map(stats.first_token_share, "Share of attention on the first token (sink)",
+        show_chart(figure(head_map, stats.first_token_share, "Share of attention on the first token (sink)",
                             "share", ".0%", zmax=1, selected=selected), table, "first-token-share", key="sink_map")
-        show_chart(head_scatter(stats.entropy_bits, stats.mean_distance, stats.previous_token_share,
+        show_chart(figure(head_scatter, stats.entropy_bits, stats.mean_distance, stats.previous_token_share,
                                 "previous-token share", selected=selected,
                                 title="Entropy against distance, one point per head"),
                    table, "head-statistics", key="scatter")
     with right:
-        show_chart(head_map(stats.previous_token_share, "Share of attention on the previous token",
+        show_chart(figure(head_map, stats.previous_token_share, "Share of attention on the previous token",
                             "share", ".0%", zmax=1, selected=selected), table, "previous-token-share",
                    key="prev_map")
-        show_chart(head_map(stats.entropy_bits, "Mean entropy of a row", "bits", ".2f", selected=selected),
+        show_chart(figure(head_map, stats.entropy_bits, "Mean entropy of a row", "bits", ".2f", selected=selected),
                    table, "entropy", key="entropy_map")
     st.caption("Bottom left: previous-token heads sit at distance ≈ 1 with low entropy; sink heads read far back "
                "(distance grows with position) with low entropy; heads in the upper right spread their weight.")

@@ -5,7 +5,7 @@ from charts.distributions import next_token_bars
 from engine.tokens import visible
 from ui import concept_page, lm, prompt_input
 from ui.cached import continuation, next_token
-from ui.charts import show_chart
+from ui.charts import figure, show_chart
 from ui.text import escape_markdown
 from ui.inputs import stop_if_empty
 
@@ -34,7 +34,7 @@ with concept_page("next-token"):
     dist = next_token(prompt)
     top = dist.top(lm(), k)
     with left:
-        show_chart(next_token_bars([visible(t.text) for t in top], [t.probability for t in top],
+        show_chart(figure(next_token_bars, [visible(t.text) for t in top], [t.probability for t in top],
                                    [t.id for t in top], [t.logit for t in top],
                                    title=f"What SmolLM2 expects after your {len(dist.prompt_ids)}-token prompt"),
                    pd.DataFrame({"rank": range(1, len(top) + 1), "token": [t.text for t in top],

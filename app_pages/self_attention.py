@@ -5,7 +5,7 @@ import streamlit as st
 from charts.attention import attention_heatmap, attention_lines, score_bars, vector_rows, weight_bars, weighted_sum
 from ui import concept_page, prompt_input
 from ui.attention import MAX_TOKENS, captured, token_labels, worked_step
-from ui.charts import show_chart
+from ui.charts import figure, show_chart
 from ui.text import escape_markdown
 from ui.inputs import layer_and_head, stop_if_empty
 
@@ -84,7 +84,7 @@ with concept_page("self-attention"):
         weight_table = pd.DataFrame({"layer": layer, "head": head, "query_position": pairs[0] + 1,
                                      "query_token": [cap.tokens[q] for q in pairs[0]], "key_position": pairs[1] + 1,
                                      "key_token": [cap.tokens[k] for k in pairs[1]], "weight": weights[pairs]})
-        show_chart(attention_heatmap(weights, labels, query=i,
+        show_chart(figure(attention_heatmap, weights, labels, query=i,
                                      title="Rows: queries · columns: keys · grey: masked (later tokens)"),
                    weight_table, name=f"attention-layer{layer}-head{head}", key="map")
         st.caption(f"Every row is a softmax, so it sums to 1: the {length} row sums here lie between "
@@ -94,7 +94,7 @@ with concept_page("self-attention"):
                                     bind="query-params", help="One query's lines, or every query's (weights "
                                     "under 2% left out).") or LINE_MODES[0]
         one = mode == LINE_MODES[0]
-        show_chart(attention_lines(weights, labels, query=i if one else None,
+        show_chart(figure(attention_lines, weights, labels, query=i if one else None,
                                    title="Bolder, wider line = more weight"),
                    weight_table if not one else weight_table[weight_table.query_position == query],
                    f"attention-lines-layer{layer}-head{head}", key="lines_chart")
@@ -119,7 +119,7 @@ with concept_page("self-attention"):
               r"k_j = \mathrm{RoPE}_j\!\left(W_K\,\mathrm{RMSNorm}(x_j)\right)"],
              f"Red: positive, blue: negative. |q| = {np.linalg.norm(step.q):.2f}; the largest key norm is "
              f"{np.linalg.norm(step.keys[:i + 1], axis=1).max():.2f}.",
-             vector_rows(q_and_keys, [f"q{query} {labels[i]}", *visible_keys],
+             figure(vector_rows, q_and_keys, [f"q{query} {labels[i]}", *visible_keys],
                          height=min(640, max(170, 16 * (i + 2) + 110))),
              vectors_table([f"q{query} {labels[i]}", *visible_keys], q_and_keys), "step-q-k")
 
@@ -130,7 +130,7 @@ with concept_page("self-attention"):
               rf"= {step.raw_scores[top]:.2f}"],
              f"Filled in for key {top + 1} (“{escape_markdown(labels[top])}”), the one that ends up with the most weight. "
              "Grey bars: later tokens; the product is computed, but the mask removes it in step 3.",
-             score_bars(step.raw_scores, labels, i, "q · k"), row_table, "step-raw")
+             figure(score_bars, step.raw_scores, labels, i, "q · k"), row_table, "step-raw")
 
     step_row(f"**3. Scale by 1/√{step.head_dim} = 1/{step.scale:g}, then mask.** Later tokens get −∞.",
              [r"\tilde s_{ij} = \frac{s_{ij}}{\sqrt{d_k}} + M_{ij},\quad M_{ij} = "
@@ -139,7 +139,7 @@ with concept_page("self-attention"):
               rf"{step.scaled_scores[top]:.3f}"],
              f"Spread of the raw scores: {np.std(step.raw_scores[:i + 1]):.2f}; after scaling: "
              f"{np.std(step.scaled_scores[:i + 1]):.2f}.",
-             score_bars(step.masked_scores, labels, i, "scaled score", masked=True), row_table, "step-masked")
+             figure(score_bars, step.masked_scores, labels, i, "scaled score", masked=True), row_table, "step-masked")
 
     # e^s is shown as is while it fits a float comfortably; otherwise every exponent is shifted by the maximum
     shift = 0.0 if step.scaled_scores[:i + 1].max() < 80 else float(step.scaled_scores[:i + 1].max())
@@ -155,14 +155,14 @@ with concept_page("self-attention"):
               rf" = {step.weights[top]:.4f}"],
              f"The weights sum to {step.weights.sum():.6f}; {strong} of the {i + 1} visible keys get more than 5%. "
              "Orange diamonds: the attention row the model itself returned.",
-             weight_bars(step.weights, step.model_weights, labels, i), row_table, "step-softmax")
+             figure(weight_bars, step.weights, step.model_weights, labels, i), row_table, "step-softmax")
 
     step_row("**5. Mix the values.** The output is the weighted average of the value vectors.",
              [r"o_i = \sum_{j \le i} \alpha_{ij}\, v_j",
               r"v_j = W_V\,\mathrm{RMSNorm}(x_j)"],
              f"|o| = {np.linalg.norm(step.output):.2f}. The 9 heads' outputs are concatenated (576 numbers), "
              "multiplied by W_O and added to the residual stream.",
-             weighted_sum(step.values[:i + 1], step.weights[:i + 1], step.output,
+             figure(weighted_sum, step.values[:i + 1], step.weights[:i + 1], step.output,
                           [labels[j] for j in range(i + 1)],
                           title="Value rows v_j (weight × token) and their weighted sum"),
              vectors_table([*(f"v{j + 1} {labels[j]}" for j in range(i + 1)), f"o{query} output"],

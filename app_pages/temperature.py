@@ -7,7 +7,7 @@ from engine.sampling import apply_temperature, entropy_bits
 from engine.tokens import visible
 from ui import concept_page, prompt_input
 from ui.cached import continuation, next_token
-from ui.charts import show_chart
+from ui.charts import figure, show_chart
 from ui.sampling import chart_label, temperature_curve, token_texts
 from ui.text import escape_markdown
 from ui.inputs import stop_if_empty, whole_number_input
@@ -69,7 +69,7 @@ with concept_page("temperature"):
               f"{100 * (outside - outside1):+.1f} points vs T = 1", delta_color="off",
               help="Probability spread over the tokens not drawn. A high T moves mass into this long tail.")
     show_chart(
-        temperature_bars(labels, [int(i) for i in order], original[order], scaled[order], t,
+        figure(temperature_bars, labels, [int(i) for i in order], original[order], scaled[order], t,
                          title=f"Next token after your {len(dist.prompt_ids)}-token prompt: "
                                f"{t_label(t)} against T = 1"),
         pd.DataFrame({"rank": range(1, len(order) + 1), "token": texts, "token_id": order,
@@ -82,7 +82,7 @@ with concept_page("temperature"):
     st.subheader("Entropy against temperature", anchor=False)
     curve = temperature_curve(prompt)
     show_chart(
-        entropy_curve(curve.temperatures, curve.entropies, curve.top1, t, ht, float(scaled[argmax]),
+        figure(entropy_curve, curve.temperatures, curve.entropies, curve.top1, t, ht, float(scaled[argmax]),
                       title="How spread out this prompt's next-token distribution is at each T"),
         pd.DataFrame({"temperature": curve.temperatures, "entropy_bits": curve.entropies,
                       "top_token_probability": curve.top1}),

@@ -6,7 +6,7 @@ from engine.embeddings import METHOD_NAMES, embedding_matrix, lookup_word, same_
 from engine.text_limits import bound_text, clean_text
 from engine.tokens import visible
 from ui import concept_page, lm, samples
-from ui.charts import show_chart
+from ui.charts import figure, show_chart
 from ui.embeddings import arithmetic, mean_row_length, nearest, umap_warmup, word_map
 from ui.inputs import whole_number_input
 from ui.text import escape_markdown
@@ -168,7 +168,7 @@ with concept_page("token-embeddings"):
             else:
                 axis_titles = [f"{used} {i + 1}" if dims == 3 else f"{used} {i + 1} (no units)" for i in range(dims)]
             groups = list(dict.fromkeys(words["group"]))
-            fig = word_scatter(view.points, groups, dims, axis_titles,
+            fig = figure(word_scatter, view.points, groups, dims, axis_titles,
                                title=f"{len(words)} words in {len(groups)} group(s): {used} of their "
                                      f"{width}-dimensional vectors")
             show_chart(fig, view.points, name=f"token-embeddings-{proj.method}-{dims}d", key="map_chart")
@@ -201,7 +201,7 @@ with concept_page("token-embeddings"):
                            "A cosine of 1 means the same direction, 0 unrelated directions.")
         with right:
             if view.projection.method == "pca":
-                show_chart(explained_variance_bars(view.projection.explained, dims),
+                show_chart(figure(explained_variance_bars, view.projection.explained, dims),
                            pd.DataFrame({"component": [f"PC{i + 1}" for i in range(len(view.projection.explained))],
                                          "explained_variance_ratio": view.projection.explained}),
                            name="pca-explained-variance", key="variance_chart")
@@ -229,7 +229,7 @@ with concept_page("token-embeddings"):
             query = found.query
             roles = ["query" if r.is_query else "variant" if r.variant else "other" for r in found.rows]
             role_names = {"query": "the query's own token", "variant": "same word, other spelling"}
-            fig = cosine_bars([r.text for r in found.rows], [r.cosine for r in found.rows],
+            fig = figure(cosine_bars, [r.text for r in found.rows], [r.cosine for r in found.rows],
                               [r.id for r in found.rows], roles, role_names=role_names,
                               title=f"Closest of all {rows:,} tokens to {visible(query.form)}")
             show_chart(fig, pd.DataFrame({"rank": range(1, len(found.rows) + 1),
@@ -290,7 +290,7 @@ with concept_page("token-embeddings"):
                 (left, solved.including, "All tokens (inputs included)", "analogy_all"),
                 (right, solved.excluding, "Inputs excluded (the word2vec convention)", "analogy_excl")):
             with column:
-                fig = cosine_bars([r.text for r in found_rows], [r.cosine for r in found_rows],
+                fig = figure(cosine_bars, [r.text for r in found_rows], [r.cosine for r in found_rows],
                                   [r.id for r in found_rows], roles_of(found_rows), role_names=role_names,
                                   title=f"{title}")
                 show_chart(fig, pd.DataFrame({"rank": range(1, len(found_rows) + 1),

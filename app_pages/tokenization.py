@@ -5,7 +5,7 @@ from charts.tokens import token_chips
 from engine.text_limits import clean_text
 from engine.tokenizers import count_question, letter_count, number_in_answer, text_stats, visible_text
 from ui import concept_page, prompt_input
-from ui.charts import show_chart
+from ui.charts import figure, show_chart
 from ui.tokens import chips_for, model_answer, smollm2, token_table
 
 DEFAULT_TEXT = "Tokenization isn't magic: ChatGPT reads 'strawberry' as pieces. 🍓 東京 1234567"
@@ -33,7 +33,7 @@ def show_text_tokens(text: str, show_ids: bool) -> None:
                         "other languages.")
     cols[4].metric("Words per token", f"{stats.words_per_token:.2f}", help="Words ÷ tokens. About 0.75 for "
                    "English prose: 100 tokens are roughly 75 words.")
-    fig = token_chips([("", chips_for(text, tokens, show_ids))], columns=96,
+    fig = figure(token_chips, [("", chips_for(text, tokens, show_ids))], columns=96,
                       title=f"Your text as SmolLM2 reads it: {stats.tokens:,} tokens")
     show_chart(fig, token_table(text, tokens), name="smollm2-tokens", key="chips")
     st.caption("Alternating colours mark where one token ends and the next begins. Hover a chip for its id, its "
@@ -54,7 +54,7 @@ def show_text_tokens(text: str, show_ids: bool) -> None:
 def show_word_split(word: str, letter: str) -> None:
     variants = [word, " " + word]
     split = {v: smollm2(v) for v in variants}
-    fig = token_chips([(visible_text(v), chips_for(v, split[v])) for v in variants], columns=60,
+    fig = figure(token_chips, [(visible_text(v), chips_for(v, split[v])) for v in variants], columns=60,
                       title="How SmolLM2 splits the word, without and with a leading space", font_size=16)
     rows = [{"written": visible_text(v), "token": t.label, "token_id": t.id,
              "letters inside": " ".join(t.text) if t.kind == "text" else "(part of a character)",

@@ -6,7 +6,7 @@ from charts.sampling import entropy_by_position, survivor_bars
 from engine.sampling import FilterResult, entropy_bits, sampling_filter
 from engine.tokens import decode, visible
 from ui import concept_page, lm, prompt_input
-from ui.charts import show_chart
+from ui.charts import figure, show_chart
 from ui.sampling import Steps, chart_label, steps, token_texts
 from ui.text import escape_markdown
 from ui.inputs import stop_if_empty
@@ -53,7 +53,7 @@ def step_panel(s: Steps, position: int, heading: str, colour: str, t: float, k: 
                   help=f"Of the distribution after temperature. At T = 1 (the model's own): "
                        f"{s.entropies[position]:.2f} bits.")
     show_chart(
-        survivor_bars([chart_label(x) for x in texts], [int(i) for i in order], result.scaled[order], status,
+        figure(survivor_bars, [chart_label(x) for x in texts], [int(i) for i in order], result.scaled[order], status,
                       result.final[order], cumulative,
                       title=f"Top {len(order)} candidates at this step", log_x=log_x),
         pd.DataFrame({"rank": range(1, len(order) + 1), "token": texts, "token_id": order,
@@ -142,7 +142,7 @@ with concept_page("top-k-top-p"):
     guesses = [f"{chart_label(g)} ({100 * q:.1f}%)" for g, q in zip(s.top_guess, s.top_probability)]
     marks = [(a, describe(a).split(" (")[0])] + ([(b, describe(b).split(" (")[0])] if b != a else [])
     show_chart(
-        entropy_by_position([chart_label(x, 14) for x in s.texts], s.entropies, guesses, marks,
+        figure(entropy_by_position, [chart_label(x, 14) for x in s.texts], s.entropies, guesses, marks,
                             title="How sure the model is at each step of your text (entropy at T = 1)"),
         pd.DataFrame({"position": range(1, n + 1), "token": s.texts, "entropy_bits": s.entropies,
                       "top_guess": s.top_guess}),

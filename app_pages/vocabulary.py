@@ -4,7 +4,7 @@ import streamlit as st
 from charts.tokens import embedding_bars, token_chips, token_count_bars
 from engine.tokenizers import DTYPE_BYTES, embedding_size
 from ui import concept_page, encoder, lm, prompt_input, samples
-from ui.charts import show_chart
+from ui.charts import figure, show_chart
 from ui.tokens import chips_for, comparison, token_table
 
 PRESETS = samples.load("tokenizer_texts")  # assets/samples.toml
@@ -42,7 +42,7 @@ def show_counts(results) -> None:
                    help="Most tokens ÷ fewest tokens for this text.")
     cols[3].metric("SmolLM2 chars/token", f"{results[0].stats.chars_per_token:.2f}",
                    help="Characters ÷ tokens with the tokenizer of this app's model.")
-    show_chart(token_count_bars(names, counts, [r.vocab.total for r in results],
+    show_chart(figure(token_count_bars, names, counts, [r.vocab.total for r in results],
                                 [r.stats.chars_per_token for r in results],
                                 title=f"Tokens for the same {results[0].stats.characters:,} characters"),
                table, name="token-counts", key="counts")
@@ -70,7 +70,7 @@ def show_splits(text: str, results, shown: int, show_ids: bool) -> None:
         with cols[i % 2]:
             n = len(r.tokens)
             title = f"{r.spec.name}: {n:,} tokens"  # short, to fit half a narrow page; sizes are in the table
-            fig = token_chips([("", chips_for(text, r.tokens, show_ids, limit=shown))], columns=46, title=title,
+            fig = figure(token_chips, [("", chips_for(text, r.tokens, show_ids, limit=shown))], columns=46, title=title,
                               font_size=14)
             show_chart(fig, token_table(text, r.tokens), name=f"{r.spec.key}-tokens", key=f"split-{r.spec.key}")
             if n > shown:
@@ -99,7 +99,7 @@ def show_embeddings(results) -> None:
                           "matrices": sizes[0].matrices, "dtype": dtype, "parameters": [s.parameters for s in sizes],
                           "megabytes": [round(s.megabytes, 2) for s in sizes]})
     matrices = "2 × " if untied else ""
-    show_chart(embedding_bars(names, [s.vocab for s in sizes], [s.parameters for s in sizes],
+    show_chart(figure(embedding_bars, names, [s.vocab for s in sizes], [s.parameters for s in sizes],
                               [s.megabytes for s in sizes],
                               title=f"Embedding parameters = {matrices}vocabulary × {d_model:,}, stored in {dtype}"),
                table, name="embedding-sizes", key="embeddings")
