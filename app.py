@@ -4,7 +4,12 @@ import logging
 import streamlit as st
 
 from concepts import load_catalogue
+from engine.memory import limit_malloc_arenas, start_heap_trimmer
 from ui.home import render_home
+
+# Bounded memory under many readers: every script run is a new thread (engine/memory.py says why).
+limit_malloc_arenas()
+start_heap_trimmer()
 
 st.set_page_config(page_title="LLM Handbook Live", page_icon=":material/menu_book:", layout="wide")
 logging.getLogger("llm_handbook").setLevel(logging.INFO)
