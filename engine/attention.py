@@ -4,20 +4,25 @@ Indices here are 0-based (layer 0..29, head 0..8, positions 0..T-1); pages may s
 `hidden_states[L]` of a forward pass is the residual stream entering layer L (for L < 30); the last entry,
 `hidden_states[30]`, comes after the final norm and enters no layer.
 
-Nothing here changes the shared model: the hand computation calls its modules (norms, projections,
-rotary embedding) as plain functions under `torch.inference_mode()`.
+Nothing here changes the shared model. The worked row takes its query, keys and values from the traced
+forward (engine/traced.py); the check that rebuilds the next residual state from the hand-made head outputs
+calls the model's own modules (o_proj, norms, MLP) as plain functions under `torch.inference_mode()`, so it
+holds the traced vectors to the model rather than to themselves.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 
 from engine.forward import forward
+from engine.gate import model_work
 from engine.live_model import LiveModel
 from engine.tokens import decode_each, token_ids
+from engine.traced import Interventions, TracedPass, trace
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,27 +85,15 @@ class AttentionStep:
         return float(np.max(np.abs(self.weights - self.model_weights)))
 
 
-def _layer_projections(lm: LiveModel, hidden_in: np.ndarray, layer: int):
-    """Q, K, V of every head at `layer` for the residual stream `hidden_in` [T, d_model], RoPE applied.
+@lru_cache(maxsize=8)
+def _layer_vectors(lm: LiveModel, ids: tuple[int, ...], layer: int) -> TracedPass:
+    """Q and K after RoPE, and V, of every head at `layer`, from the traced forward.
 
-    Returns torch tensors q [heads, T, d], k [kv_heads, T, d], v [kv_heads, T, d] in float32.
+    The pass stops after `layer` (exit_layer), so a layer near the input costs a fraction of a full pass.
+    A handful are kept because moving the head or query slider within a layer needs the same vectors.
     """
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-    model = lm.model.model
-    block = model.layers[layer]
-    attn = block.self_attn
-    d = attn.head_dim
-    x = torch.from_numpy(np.array(hidden_in, dtype=np.float32))[None]  # copy: the cached array stays read-only
-    length = x.shape[1]
-    normed = block.input_layernorm(x)
-    q = attn.q_proj(normed).view(1, length, -1, d).transpose(1, 2)
-    k = attn.k_proj(normed).view(1, length, -1, d).transpose(1, 2)
-    v = attn.v_proj(normed).view(1, length, -1, d).transpose(1, 2)
-    positions = torch.arange(length)[None]
-    cos, sin = model.rotary_emb(x, positions)
-    q, k = apply_rotary_pos_emb(q, k, cos, sin)
-    return q[0], k[0], v[0]
+    return trace(lm, list(ids), record={"q_rot", "k_rot", "v"}, layers=[layer],
+                 interventions=Interventions(exit_layer=layer + 1))
 
 
 def _softmax_row(masked: np.ndarray) -> np.ndarray:
@@ -123,18 +116,17 @@ def attention_step(lm: LiveModel, cap: AttentionCapture, layer: int, head: int, 
     layers, heads, length = cap.layers, cap.heads, cap.length
     if not (0 <= layer < layers and 0 <= head < heads and 0 <= query < length):
         raise IndexError(f"layer {layer}, head {head}, query {query} out of range ({layers}, {heads}, {length})")
-    with torch.inference_mode():
-        q_all, k_all, v_all = _layer_projections(lm, cap.hidden_states[layer], layer)
-        group = q_all.shape[0] // k_all.shape[0]
-        head_dim = q_all.shape[-1]
-        q_np = q_all.double().numpy()
-        k_np, v_np = k_all.double().numpy(), v_all.double().numpy()
-        outputs = []
-        for h in range(heads):  # all heads of this query, to rebuild the layer's output as a check
-            _, _, _, w = _row_by_hand(q_np[h, query], k_np[h // group], query, head_dim)
-            outputs.append(w @ v_np[h // group])
-        kv = head // group
-        raw, scaled, masked, weights = _row_by_hand(q_np[head, query], k_np[kv], query, head_dim)
+    vectors = _layer_vectors(lm, tuple(cap.ids), layer)
+    q_np, k_np, v_np = (vectors.at(name, layer).astype(np.float64) for name in ("q_rot", "k_rot", "v"))
+    group = q_np.shape[0] // k_np.shape[0]
+    head_dim = q_np.shape[-1]
+    outputs = []
+    for h in range(heads):  # all heads of this query, to rebuild the layer's output as a check
+        _, _, _, w = _row_by_hand(q_np[h, query], k_np[h // group], query, head_dim)
+        outputs.append(w @ v_np[h // group])
+    kv = head // group
+    raw, scaled, masked, weights = _row_by_hand(q_np[head, query], k_np[kv], query, head_dim)
+    with model_work():   # the CPU gate, like every model computation
         check = _layer_output_difference(lm, cap, layer, query, np.concatenate(outputs))
     return AttentionStep(
         layer=layer, head=head, kv_head=kv, query=query, head_dim=head_dim,

@@ -70,24 +70,31 @@ def test_share_link_state_is_restored(lm):
     assert drawn == int((cap.attentions[1, 4][lower] >= 0.02).sum())      # all queries' lines above 2%
 
 
-def test_moving_layer_head_query_does_not_rerun_the_model(lm, monkeypatch):
-    calls = []
-    real_forward = engine.attention.forward
+def test_moving_layer_head_query_never_reruns_the_full_pass(lm, monkeypatch):
+    """The maps come from one cached full pass; the worked row needs only the chosen layer's vectors, from a
+    traced pass that stops after that layer and is reused while only the head or the query moves."""
+    full, traced = [], []
+    real_forward, real_trace = engine.attention.forward, engine.attention.trace
 
-    def counting(*args, **kwargs):
-        calls.append(1)
+    def counting_forward(*args, **kwargs):
+        full.append(1)
         return real_forward(*args, **kwargs)
 
-    monkeypatch.setattr(engine.attention, "forward", counting)
+    def counting_trace(*args, **kwargs):
+        traced.append(kwargs["interventions"].exit_layer)
+        return real_trace(*args, **kwargs)
+
+    monkeypatch.setattr(engine.attention, "forward", counting_forward)
+    monkeypatch.setattr(engine.attention, "trace", counting_trace)
     at = open_page("self-attention", {"text": "A text only this test uses, to miss every cache"})
     assert_no_exception(at)
-    assert len(calls) == 1
+    assert len(full) == 1 and traced == [14]          # default layer 14: the trace stops after it
     before = heatmap_weights(at)
     at.slider(key="layer").set_value(3).run()
     at.slider(key="head").set_value(1).run()
     at.slider(key="query").set_value(2).run()
     assert_no_exception(at)
-    assert len(calls) == 1
+    assert len(full) == 1 and traced == [14, 3]       # only the layer change traced, and only 3 layers
     assert not np.allclose(np.nan_to_num(before), np.nan_to_num(heatmap_weights(at)))
     assert checked_difference(at) < 1e-5
 
