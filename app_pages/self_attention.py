@@ -7,7 +7,7 @@ from ui import concept_page, prompt_input
 from ui.attention import MAX_TOKENS, captured, token_labels, worked_step
 from ui.charts import figure, show_chart
 from ui.text import escape_markdown
-from ui.inputs import layer_and_head, stop_if_empty
+from ui.inputs import layer_and_head, ranged_slider, stop_if_empty
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired"
 # Shown 1-based. On the default sentence this head sends most of "it"'s attention to "animal".
@@ -63,9 +63,9 @@ with concept_page("self-attention"):
     length = cap.length
     with pick_query:
         if length > 1:
-            query = st.slider("Query token (position)", 1, length, default_query(cap.tokens), key="query",
-                              bind="query-params", help="The token whose row is worked out step by step below. "
-                              "It starts on the first “it” if your text has one, otherwise on the last token.")
+            query = ranged_slider("Query token (position)", 1, length, default_query(cap.tokens), key="query",
+                                  help="The token whose row is worked out step by step below. It starts on the "
+                                       "first “it” if your text has one, otherwise on the last token.")
         else:
             query = 1
         st.caption(f"Query {query} of {length}: “{escape_markdown(labels[query - 1])}”")

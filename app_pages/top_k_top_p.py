@@ -9,7 +9,7 @@ from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.sampling import Steps, chart_label, steps, token_texts
 from ui.text import escape_markdown
-from ui.inputs import stop_if_empty
+from ui.inputs import ranged_slider, stop_if_empty
 
 TEXT_KEY = "text"
 DEFAULT_TEXT = "The capital of France is Paris. My favourite city is"
@@ -127,8 +127,8 @@ with concept_page("top-k-top-p"):
                            help="Makes the small probabilities in the tail visible.")
     if pick and n >= 2:
         left, right = st.columns(2)
-        a = left.slider("Left step: after token", 1, n, confident + 1, key="a", bind="query-params") - 1
-        b = right.slider("Right step: after token", 1, n, uncertain + 1, key="b", bind="query-params") - 1
+        a = ranged_slider("Left step: after token", 1, n, confident + 1, key="a", container=left) - 1
+        b = ranged_slider("Right step: after token", 1, n, uncertain + 1, key="b", container=right) - 1
     else:
         a, b = confident, uncertain
 

@@ -26,6 +26,7 @@ def concept_page(slug: str):
     so the rest of the page, its quiz and its links still work.
     """
     c = concept(slug)
+    forget_other_pages_state(slug)
     st.caption(f"{c.section} · concept {c.order}")
     st.title(c.title)
     st.markdown(f"*{c.summary}*")
@@ -55,6 +56,23 @@ def concept_page(slug: str):
         st.subheader("Check yourself", anchor="check-yourself")
         quiz(c)
     related_links(c)
+
+
+CURRENT_PAGE = "_handbook_page"
+
+
+def forget_other_pages_state(slug: str) -> None:
+    """On arriving from another page, drop the widget values that page left in this session.
+
+    Pages reuse short keys ("n", "k", "prompt") with their own meanings and ranges: kv-cache's 48 new tokens
+    must not become temperature's sample count (above its maximum, so the page fails), and a prompt typed on
+    one page must not empty or replace the next page's default. A page opens from its own link state.
+    """
+    previous = st.session_state.get(CURRENT_PAGE)
+    if previous is not None and previous != slug:
+        for key in [k for k in st.session_state if not str(k).startswith("_")]:
+            del st.session_state[key]
+    st.session_state[CURRENT_PAGE] = slug
 
 
 def related_links(c: Concept) -> None:

@@ -43,6 +43,22 @@ def whole_number_input(label: str, low: int, high: int, default: int, key: str, 
     return int(round(value)) if value is not None else default
 
 
+def ranged_slider(label: str, low: int, high: int, default: int, key: str, *, container=None,
+                  help: str | None = None) -> int:
+    """A whole-number slider bound to the URL whose range depends on the input (a position in the reader's text).
+
+    Streamlit raises when a kept value falls outside a new range (a shorter text after a longer one), so a
+    value kept from before is pulled into the range first.
+    """
+    kept = st.session_state.get(key)
+    if isinstance(kept, (int, float)) and not low <= kept <= high:
+        st.session_state[key] = int(min(max(kept, low), high))
+    kwargs = dict(key=key, bind="query-params", help=help)
+    if key not in st.session_state:   # a value set above must not meet a default (Streamlit warns on both)
+        kwargs["value"] = min(max(int(default), low), high)
+    return (container or st).slider(label, low, high, **kwargs)
+
+
 def stop_if_empty(text: str, hint: str) -> None:
     """The empty state: tell the reader what to type (with an example) instead of drawing an empty demo."""
     if not text.strip():
