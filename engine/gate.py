@@ -12,6 +12,7 @@ lasted `notice_after_s`, again whenever that number changes, and with 0 when the
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -27,12 +28,23 @@ POLL_S = 0.2           # how often a waiting thread re-checks its place, to upda
 Notice = Callable[[int], None]   # (passes ahead of this reader) -> None; 0 means "your turn now"
 
 
-def available_cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's count)."""
+def available_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The cores this process may use: its CPU set, capped by a container's CPU quota if it has one.
+
+    A container limited to 2 CPUs on a 16-core host sees 16 cores in its affinity mask; the limit is a
+    quota in the cgroup (cgroup v2 `cpu.max`: "<quota> <period>", or "max" for none).
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = open(cpu_max).read().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def torch_threads_from_env() -> int | None:

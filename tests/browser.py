@@ -24,33 +24,51 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(port: int | None = None, timeout_s: float = 90):
-    """Start the app on a free loopback port; yield its base URL; stop it afterwards."""
+def streamlit_process(port: int | None = None, env: dict[str, str] | None = None, extra_args=(),
+                      timeout_s: float = 90):
+    """Start the app on a loopback port (a free one by default); yield (base URL, Popen); stop it afterwards.
+
+    `env` adds to (or overrides) this process's environment, e.g. {"LLM_HANDBOOK_TORCH_THREADS": "1"};
+    `extra_args` go to `streamlit run` after ours, so they can override a server option. The Popen lets a
+    caller watch the server itself (its pid for CPU and memory). The log goes to tests/artifacts/.
+    """
     port = port or free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / f"server-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                              "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra_args],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env} if env else None)
     base = f"http://127.0.0.1:{port}"
+    # Loopback only: a proxy named in the environment must not see these requests.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                if opener.open(f"{base}/_stcore/health", timeout=2).read() == b"ok":
                     break
             if proc.poll() is not None:
                 raise RuntimeError(f"streamlit exited early; see {log.name}")
             time.sleep(0.3)
         else:
             raise TimeoutError("streamlit did not start")
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
         proc.kill()
+        proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def streamlit_server(port: int | None = None, timeout_s: float = 90):
+    """Start the app on a free loopback port; yield its base URL; stop it afterwards."""
+    with streamlit_process(port, timeout_s=timeout_s) as (base, _):
+        yield base
 
 
 @contextlib.contextmanager

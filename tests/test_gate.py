@@ -113,3 +113,16 @@ def test_a_waiter_that_is_stopped_leaves_the_queue():
     holder.join(2)
     with gate.slot():   # the gate still works
         assert gate.running == 1
+
+
+def test_a_container_cpu_quota_caps_the_cores(tmp_path):
+    from engine.gate import available_cores
+
+    quota = tmp_path / "cpu.max"
+    unlimited = available_cores(str(tmp_path / "missing"))
+    quota.write_text("150000 100000\n")              # 1.5 CPUs: two threads can use them
+    assert available_cores(str(quota)) == min(2, unlimited)
+    quota.write_text("100000 100000\n")              # 1 CPU
+    assert available_cores(str(quota)) == 1
+    quota.write_text("max 100000\n")                 # no quota: the CPU set decides
+    assert available_cores(str(quota)) == unlimited
