@@ -1,4 +1,5 @@
 import time
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -106,7 +107,7 @@ def timing_section(prompt: str) -> None:
     prompt_len = len(result.prompt_ids)
     show_chart(figure(step_times, with_ms, without_ms, lengths, speedups,
                           title=f"Time per generated token after a {prompt_len}-token prompt"),
-               pd.DataFrame({"token": range(1, len(with_ms) + 1), "token_id": cached.new_ids,
+               partial(pd.DataFrame, {"token": range(1, len(with_ms) + 1), "token_id": cached.new_ids,
                              "tokens_fed_without_cache": lengths, "tokens_fed_with_cache": cached.tokens_fed,
                              "ms_with_cache": with_ms, "ms_without_cache": without_ms,
                              "cache_bytes": cached.cache_bytes, "cumulative_speedup": speedups}),
@@ -153,7 +154,7 @@ def memory_section(prompt: str) -> None:
     show_chart(figure(cache_growth, growth.tokens, [m / 1e6 for m in growth.measured_bytes],
                             [f / 1e6 for f in growth.formula_bytes],
                             title="SmolLM2's cache grows by the same number of bytes with every token"),
-               pd.DataFrame({"tokens": growth.tokens, "measured_bytes": growth.measured_bytes,
+               partial(pd.DataFrame, {"tokens": growth.tokens, "measured_bytes": growth.measured_bytes,
                              "formula_bytes": growth.formula_bytes}),
                name="kv-cache-bytes-vs-tokens", key="growth_chart")
     shape = " × ".join(str(s) for s in growth.key_shape)
@@ -235,7 +236,7 @@ def calculator_section() -> None:
                "gb": [kv_cache_bytes(s, per_value, t, batch) / GB for t in CONTEXTS]} for s in specs]
     show_chart(figure(memory_vs_context, series, context, log_memory,
                                  title=f"KV cache vs context length ({dtype}, batch {batch})"),
-               pd.DataFrame([{"model": s["name"], "context_tokens": t, "kv_cache_gb": g}
+               partial(pd.DataFrame, [{"model": s["name"], "context_tokens": t, "kv_cache_gb": g}
                              for s in series for t, g in zip(s["contexts"], s["gb"])]),
                name="kv-cache-vs-context", key="context_chart")
     same = {}
@@ -256,7 +257,7 @@ def calculator_section() -> None:
     show_chart(figure(attention_kinds, [s.name for s in specs], mha, actual, mqa, labels,
                                title=f"Cache as a share of full multi-head attention (labels: GB at "
                                      f"{short_tokens(context)} × batch {batch}, {dtype})"),
-               pd.DataFrame({"model": [s.name for s in specs], "mha_gb": mha, "configured_gb": actual,
+               partial(pd.DataFrame, {"model": [s.name for s in specs], "mha_gb": mha, "configured_gb": actual,
                              "mqa_gb": mqa, "query_heads": [s.heads for s in specs],
                              "kv_heads": [s.kv_heads for s in specs]}),
                name="kv-cache-mha-gqa-mqa", key="gqa_chart")

@@ -1,3 +1,5 @@
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -82,7 +84,7 @@ with concept_page("multi-head-attention"):
     with big_col:
         show_chart(figure(attention_heatmap, cap.attentions[L, H], labels,
                                      title="Rows: queries · columns: keys · grey: masked (later tokens)"),
-                   pd.DataFrame({"layer": layer, "head": head, "query_position": q + 1, "key_position": k + 1,
+                   partial(pd.DataFrame, {"layer": layer, "head": head, "query_position": q + 1, "key_position": k + 1,
                                  "weight": cap.attentions[L, H][q, k]}),
                    f"attention-layer{layer}-head{head}", key="big")
     with about_col:
@@ -101,7 +103,7 @@ with concept_page("multi-head-attention"):
 
     st.subheader(f"Layer {layer}: all {cap.heads} heads", anchor=False)
     show_chart(figure(head_grid, cap.attentions[L], labels, selected=H),
-               pd.DataFrame({"layer": layer, "head": np.repeat(np.arange(1, cap.heads + 1), len(q)),
+               partial(pd.DataFrame, {"layer": layer, "head": np.repeat(np.arange(1, cap.heads + 1), len(q)),
                              "query_position": np.tile(q + 1, cap.heads), "key_position": np.tile(k + 1, cap.heads),
                              "weight": cap.attentions[L][:, q, k].reshape(-1)}),
                name=f"attention-layer{layer}-all-heads", key="grid")

@@ -1,3 +1,5 @@
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -37,7 +39,7 @@ with concept_page("next-token"):
         show_chart(figure(next_token_bars, [visible(t.text) for t in top], [t.probability for t in top],
                                    [t.id for t in top], [t.logit for t in top],
                                    title=f"What SmolLM2 expects after your {len(dist.prompt_ids)}-token prompt"),
-                   pd.DataFrame({"rank": range(1, len(top) + 1), "token": [t.text for t in top],
+                   partial(pd.DataFrame, {"rank": range(1, len(top) + 1), "token": [t.text for t in top],
                                  "token_id": [t.id for t in top], "logit": [t.logit for t in top],
                                  "probability": [t.probability for t in top]}),
                    name="next-token-probabilities", key="next_token_chart")

@@ -1,3 +1,5 @@
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -72,7 +74,7 @@ with concept_page("temperature"):
         figure(temperature_bars, labels, [int(i) for i in order], original[order], scaled[order], t,
                          title=f"Next token after your {len(dist.prompt_ids)}-token prompt: "
                                f"{t_label(t)} against T = 1"),
-        pd.DataFrame({"rank": range(1, len(order) + 1), "token": texts, "token_id": order,
+        partial(pd.DataFrame, {"rank": range(1, len(order) + 1), "token": texts, "token_id": order,
                       "logit": dist.logits[order], "probability_T1": original[order],
                       f"probability_T{t:.2f}": scaled[order]}),
         name=f"temperature-{t:.2f}-distribution", key="temperature_chart")
@@ -84,7 +86,7 @@ with concept_page("temperature"):
     show_chart(
         figure(entropy_curve, curve.temperatures, curve.entropies, curve.top1, t, ht, float(scaled[argmax]),
                       title="How spread out this prompt's next-token distribution is at each T"),
-        pd.DataFrame({"temperature": curve.temperatures, "entropy_bits": curve.entropies,
+        partial(pd.DataFrame, {"temperature": curve.temperatures, "entropy_bits": curve.entropies,
                       "top_token_probability": curve.top1}),
         name="entropy-vs-temperature", key="entropy_curve")
 

@@ -1,3 +1,5 @@
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -202,7 +204,7 @@ with concept_page("token-embeddings"):
         with right:
             if view.projection.method == "pca":
                 show_chart(figure(explained_variance_bars, view.projection.explained, dims),
-                           pd.DataFrame({"component": [f"PC{i + 1}" for i in range(len(view.projection.explained))],
+                           partial(pd.DataFrame, {"component": [f"PC{i + 1}" for i in range(len(view.projection.explained))],
                                          "explained_variance_ratio": view.projection.explained}),
                            name="pca-explained-variance", key="variance_chart")
             else:
@@ -232,7 +234,7 @@ with concept_page("token-embeddings"):
             fig = figure(cosine_bars, [r.text for r in found.rows], [r.cosine for r in found.rows],
                               [r.id for r in found.rows], roles, role_names=role_names,
                               title=f"Closest of all {rows:,} tokens to {visible(query.form)}")
-            show_chart(fig, pd.DataFrame({"rank": range(1, len(found.rows) + 1),
+            show_chart(fig, partial(pd.DataFrame, {"rank": range(1, len(found.rows) + 1),
                                           "token": [r.text for r in found.rows],
                                           "token_id": [r.id for r in found.rows],
                                           "cosine": [r.cosine for r in found.rows]}),
@@ -293,7 +295,7 @@ with concept_page("token-embeddings"):
                 fig = figure(cosine_bars, [r.text for r in found_rows], [r.cosine for r in found_rows],
                                   [r.id for r in found_rows], roles_of(found_rows), role_names=role_names,
                                   title=f"{title}")
-                show_chart(fig, pd.DataFrame({"rank": range(1, len(found_rows) + 1),
+                show_chart(fig, partial(pd.DataFrame, {"rank": range(1, len(found_rows) + 1),
                                               "token": [r.text for r in found_rows],
                                               "token_id": [r.id for r in found_rows],
                                               "cosine": [r.cosine for r in found_rows]}),

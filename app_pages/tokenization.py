@@ -1,3 +1,5 @@
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -35,14 +37,14 @@ def show_text_tokens(text: str, show_ids: bool) -> None:
                    "English prose: 100 tokens are roughly 75 words.")
     fig = figure(token_chips, [("", chips_for(text, tokens, show_ids))], columns=96,
                       title=f"Your text as SmolLM2 reads it: {stats.tokens:,} tokens")
-    show_chart(fig, token_table(text, tokens), name="smollm2-tokens", key="chips")
+    show_chart(fig, partial(token_table, text, tokens), name="smollm2-tokens", key="chips")
     st.caption("Alternating colours mark where one token ends and the next begins. Hover a chip for its id, its "
                "vocabulary entry (byte-level BPE writes a leading space as Ġ and a newline as Ċ), its UTF-8 "
                "bytes and the characters it covers. ␣ is a space, ↵ a newline, ⇥ a tab.")
-    partial = [t for t in tokens if t.kind == "partial"]
-    if partial:
-        st.caption(f":material/memory: {len(partial)} of the tokens hold only part of a character (outlined, "
-                   "shown as hex bytes such as ⟨F0 9F⟩): SmolLM2's vocabulary has no entry for that whole "
+    split_characters = [t for t in tokens if t.kind == "partial"]
+    if split_characters:
+        st.caption(f":material/memory: {len(split_characters)} of the tokens hold only part of a character "
+                   "(outlined, shown as hex bytes such as ⟨F0 9F⟩): SmolLM2's vocabulary has no entry for that whole "
                    "character, so it falls back to its UTF-8 bytes. Each such token decodes to \ufffd on its own; "
                    "together they give the character back.")
     st.caption("What the model receives, one id per token:")
@@ -60,7 +62,7 @@ def show_word_split(word: str, letter: str) -> None:
              "letters inside": " ".join(t.text) if t.kind == "text" else "(part of a character)",
              f"'{letter}' inside": letter_count(t.text, letter) if t.kind == "text" else 0}
             for v in variants for t in split[v]]
-    show_chart(fig, pd.DataFrame(rows), name="word-split", key="word_chips")
+    show_chart(fig, partial(pd.DataFrame, rows), name="word-split", key="word_chips")
     plain, spaced = (len(split[v]) for v in variants)
     left, right = st.columns([3, 2], gap="large")
     with left:

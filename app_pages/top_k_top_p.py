@@ -1,3 +1,5 @@
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -56,7 +58,7 @@ def step_panel(s: Steps, position: int, heading: str, colour: str, t: float, k: 
         figure(survivor_bars, [chart_label(x) for x in texts], [int(i) for i in order], result.scaled[order], status,
                       result.final[order], cumulative,
                       title=f"Top {len(order)} candidates at this step", log_x=log_x),
-        pd.DataFrame({"rank": range(1, len(order) + 1), "token": texts, "token_id": order,
+        partial(pd.DataFrame, {"rank": range(1, len(order) + 1), "token": texts, "token_id": order,
                       "logit": logits[order], "probability_after_T": result.scaled[order],
                       "cumulative": cumulative, "status": status,
                       "renormalised_probability": result.final[order]}),
@@ -144,7 +146,7 @@ with concept_page("top-k-top-p"):
     show_chart(
         figure(entropy_by_position, [chart_label(x, 14) for x in s.texts], s.entropies, guesses, marks,
                             title="How sure the model is at each step of your text (entropy at T = 1)"),
-        pd.DataFrame({"position": range(1, n + 1), "token": s.texts, "entropy_bits": s.entropies,
+        partial(pd.DataFrame, {"position": range(1, n + 1), "token": s.texts, "entropy_bits": s.entropies,
                       "top_guess": s.top_guess}),
         name="entropy-by-position", key="chart-positions")
 

@@ -1,3 +1,5 @@
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -72,7 +74,7 @@ def show_splits(text: str, results, shown: int, show_ids: bool) -> None:
             title = f"{r.spec.name}: {n:,} tokens"  # short, to fit half a narrow page; sizes are in the table
             fig = figure(token_chips, [("", chips_for(text, r.tokens, show_ids, limit=shown))], columns=46, title=title,
                               font_size=14)
-            show_chart(fig, token_table(text, r.tokens), name=f"{r.spec.key}-tokens", key=f"split-{r.spec.key}")
+            show_chart(fig, partial(token_table, text, r.tokens), name=f"{r.spec.key}-tokens", key=f"split-{r.spec.key}")
             if n > shown:
                 st.caption(f"First {shown} of {n:,} tokens shown.")
 

@@ -5,18 +5,24 @@ exceeds the cores. Without a gate, twenty readers' passes all start at once, the
 cores, and everyone waits longest. With it, at most `slots` passes run, each on `threads` torch threads,
 and the rest queue in arrival order, so a reader who arrives first is served first.
 
+Order: earliest run first. A page's run usually makes several model calls (a forward pass, then a partial
+one, then a check); served strictly call by call, each of them would queue behind every reader who arrived
+meanwhile, and a three-call page under a crowd would wait three times as long as a one-call page. So a run
+takes a place in line when it starts (`run_order`), and all its calls keep that place: a reader already
+being served finishes before newer readers start. Calls outside a run (a job's steps) line up by arrival.
+
 The gate knows nothing of Streamlit. A caller that can tell its reader about the wait registers a notice
 for its thread (`waiting_notice`); the gate calls it with the number of passes ahead once the wait has
 lasted `notice_after_s`, again whenever that number changes, and with 0 when the pass starts.
 """
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import os
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -79,9 +85,9 @@ class CpuGate:
         self.slots = max(1, int(slots))
         self._notice_after = notice_after_s
         self._cond = threading.Condition()
-        self._queue: deque[int] = deque()    # tickets waiting, in arrival order
+        self._queue: list[tuple[int, int]] = []   # a heap of (place in line, ticket) of the waiting calls
         self._running = 0
-        self._tickets = itertools.count()
+        self._tickets = itertools.count()          # one sequence for tickets and run places, so they compare
         self._local = threading.local()      # per thread: nesting depth and the registered notice
 
     # --- what the app reads -------------------------------------------------------------------------------
@@ -92,6 +98,16 @@ class CpuGate:
     @property
     def waiting(self) -> int:
         return len(self._queue)
+
+    @contextmanager
+    def run_order(self) -> Iterator[None]:
+        """Every call this thread makes inside the `with` keeps the place in line taken now (one script run)."""
+        previous = getattr(self._local, "place", None)
+        self._local.place = next(self._tickets)
+        try:
+            yield
+        finally:
+            self._local.place = previous
 
     @contextmanager
     def waiting_notice(self, notice: Notice) -> Iterator[None]:
@@ -130,25 +146,28 @@ class CpuGate:
         shown = None   # the last number of passes ahead that the notice was given
         with self._cond:
             ticket = next(self._tickets)
-            self._queue.append(ticket)
+            place = getattr(self._local, "place", None)
+            entry = (ticket if place is None else place, ticket)
+            heapq.heappush(self._queue, entry)
         try:
             while True:
                 with self._cond:
-                    if self._queue[0] == ticket and self._running < self.slots:
-                        self._queue.popleft()
+                    if self._queue[0] == entry and self._running < self.slots:
+                        heapq.heappop(self._queue)
                         self._running += 1
                         self._cond.notify_all()   # the next in line may also fit
                         break
                     self._cond.wait(POLL_S)
-                    ahead = self._queue.index(ticket) + self._running
+                    ahead = sum(1 for other in self._queue if other < entry) + self._running
                 # The notice runs outside the lock: it may draw on a page, which takes its own time.
                 if notice and ahead != shown and time.monotonic() - started >= self._notice_after:
                     notice(ahead)
                     shown = ahead
         except BaseException:   # a stopped script must not leave its ticket blocking the queue
             with self._cond:
-                if ticket in self._queue:
-                    self._queue.remove(ticket)
+                if entry in self._queue:
+                    self._queue.remove(entry)
+                    heapq.heapify(self._queue)
                     self._cond.notify_all()
             raise
         if notice and shown is not None:

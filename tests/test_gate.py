@@ -126,3 +126,44 @@ def test_a_container_cpu_quota_caps_the_cores(tmp_path):
     assert available_cores(str(quota)) == 1
     quota.write_text("max 100000\n")                 # no quota: the CPU set decides
     assert available_cores(str(quota)) == unlimited
+
+
+def test_a_run_already_being_served_goes_before_runs_that_arrived_after_it():
+    """Run A makes two calls; runs B and C arrive between them: A's second call is served before B and C."""
+    gate = CpuGate(slots=1)
+    order = []
+    first_done, others_waiting, holder_release = threading.Event(), threading.Event(), threading.Event()
+
+    def hold():
+        with gate.slot():
+            holder_release.wait(5)
+
+    def run_a():
+        with gate.run_order():
+            with gate.slot():
+                order.append("A1")
+            first_done.set()
+            others_waiting.wait(5)
+            with gate.slot():
+                order.append("A2")
+
+    def run_other(name):
+        with gate.run_order(), gate.slot():
+            order.append(name)
+
+    a = threading.Thread(target=run_a)
+    a.start()
+    first_done.wait(2)
+    holder = threading.Thread(target=hold)   # keeps the gate busy while the others line up
+    holder.start()
+    time.sleep(0.05)
+    others = [threading.Thread(target=run_other, args=(n,)) for n in ("B", "C")]
+    for t in others:
+        t.start()
+        time.sleep(0.05)
+    others_waiting.set()
+    time.sleep(0.1)      # A's second call is now in line too, behind B and C by arrival
+    holder_release.set()
+    for t in [a, holder, *others]:
+        t.join(5)
+    assert order == ["A1", "A2", "B", "C"]

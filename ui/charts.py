@@ -26,10 +26,12 @@ def _file_stem(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "chart"
 
 
-def show_chart(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
+def show_chart(fig, data: pd.DataFrame | Callable[[], pd.DataFrame] | None, name: str, key: str) -> None:
     """Render a plotly figure full width; its toolbar saves a PNG and a button saves `data` as CSV.
 
-    `key` keeps Streamlit from confusing two charts on one page; `name` names the downloaded files.
+    `data` may be a table or a function that makes it (e.g. `functools.partial(pd.DataFrame, columns)`): it
+    is then built only if the reader clicks, not on every rerun. `key` keeps Streamlit from confusing two
+    charts on one page; `name` names the downloaded files.
     """
     stem = _file_stem(name)
     st.plotly_chart(fig, key=key, width="stretch", config={
@@ -38,7 +40,8 @@ def show_chart(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
     })
     if data is not None:
         # A callable is run only on a click: no rerun writes a CSV nobody asked for.
-        st.download_button("Data (CSV)", lambda: data.to_csv(index=False).encode("utf-8"), file_name=f"{stem}.csv",
+        table = data if callable(data) else (lambda: data)
+        st.download_button("Data (CSV)", lambda: table().to_csv(index=False).encode("utf-8"), file_name=f"{stem}.csv",
                            mime="text/csv", key=f"{key}-csv", icon=":material/download:",
                            help="The numbers behind this chart. The chart's toolbar (camera icon) saves it as PNG.")
 

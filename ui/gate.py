@@ -11,7 +11,8 @@ from engine.gate import cpu_gate
 
 @contextmanager
 def queue_notice():
-    """While the `with` body runs, a wait of over a second at the CPU gate shows "N readers ahead of you".
+    """While the `with` body (one script run of a page) runs, its model calls keep one place in the CPU gate's
+    line, and a wait of over a second shows "N readers ahead of you".
 
     The gate calls the notice from deep inside cached computations. Streamlit records any element drawn
     inside an `st.cache_data` function to replay it on a cache hit, and refuses to replay one drawn into a
@@ -28,5 +29,6 @@ def queue_notice():
         else:
             outside.run(slot.empty)
 
-    with cpu_gate().waiting_notice(notice):
+    gate = cpu_gate()
+    with gate.run_order(), gate.waiting_notice(notice):   # this run's calls keep the place it takes now
         yield
