@@ -160,7 +160,8 @@ def memory_section(prompt: str) -> None:
     shape = " × ".join(str(s) for s in growth.key_shape)
     st.caption(f"At {growth.tokens[-1]} tokens each of the {growth.layers} layers holds a key tensor and a value "
                f"tensor of shape [{shape}] (batch × KV heads × tokens × head size). Which tokens they are makes no "
-               "difference: the size depends only on how many.")
+               "difference: the size depends only on how many, so this server measures each length once and "
+               "shows that measurement to every prompt of the same length.")
 
 
 

@@ -163,3 +163,19 @@ def test_bad_input_never_shows_a_traceback(lm, params):
         assert "Cut to the first" in text
     else:
         assert metric(at, "Formula = tensors") == "✓ equal"
+
+
+def test_the_cache_is_weighed_once_per_length_whatever_the_words(lm, monkeypatch):
+    import ui.kv_cache
+
+    calls = []
+    real = ui.kv_cache.measure_cache_growth
+    monkeypatch.setattr(ui.kv_cache, "measure_cache_growth", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first, second = "Seven cats sat on a warm red mat today.", "Seven dogs sat on a cold red mat today."
+    assert len(token_ids(lm, first)) == len(token_ids(lm, second))
+    a = open_page("kv-cache", {"prompt": first})
+    b = open_page("kv-cache", {"prompt": second})
+    assert_no_exception(b)
+    assert len(calls) == 1
+    assert chart_titled(a, "SmolLM2's cache grows")["data"][1]["y"] == chart_titled(b, "SmolLM2's cache grows")["data"][1]["y"]
+    assert "measures each length once" in shown_text(b)

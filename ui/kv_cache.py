@@ -36,9 +36,17 @@ def timing_job(prompt: str, new_tokens: int, budget_s: float, again: bool = Fals
                                  budget_s=budget_s, fresh=again)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
 def cache_growth(prompt: str) -> CacheGrowth:
-    """The real cache tensors weighed as the prompt's tokens are fed in (repeated up to 64 if shorter)."""
-    model = lm()
-    ids = token_ids(model, prompt)
-    return measure_cache_growth(model, ids, growth_points(max(GROWTH_MIN_TOKENS, len(ids))))
+    """The real cache tensors weighed as the prompt's tokens are fed in (repeated up to 64 if shorter).
+
+    A cache's bytes depend on how many tokens it holds, never on which: the measurement is kept by token
+    count, so a reader whose prompt has a length already measured on this server reads that measurement.
+    """
+    ids = token_ids(lm(), prompt)
+    return _growth_for_length(len(ids), tuple(ids))
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs={tuple: lambda ids: 0})
+def _growth_for_length(tokens: int, ids: tuple[int, ...]) -> CacheGrowth:
+    """Keyed by `tokens` alone (`ids`, the first asker's tokens, are hashed as a constant)."""
+    return measure_cache_growth(lm(), list(ids), growth_points(max(GROWTH_MIN_TOKENS, tokens)))
