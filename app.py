@@ -5,6 +5,7 @@ import streamlit as st
 
 from concepts import load_catalogue
 from engine.memory import limit_malloc_arenas, start_heap_trimmer
+from ui.embeddings import umap_warmup
 from ui.home import render_home
 
 # Bounded memory under many readers: every script run is a new thread (engine/memory.py says why).
@@ -22,6 +23,8 @@ for section in catalogue.sections:
              for c in section.concepts if c.live]
     if pages:
         navigation[f"{section.number}. {section.title}"] = pages
+
+umap_warmup()   # once per server, at its first page run: UMAP's numba code compiles before a reader asks
 
 with st.sidebar:
     st.caption("Every demo runs SmolLM2-135M-Instruct live on this server's CPU.")

@@ -174,6 +174,18 @@ class CpuGate:
             notice(0)
 
 
+def lowest_priority_for_this_thread() -> bool:
+    """Give the calling thread the lowest CPU priority (nice 19), so it runs only on cores readers leave idle.
+
+    Linux schedules threads one by one, each with its own nice value; elsewhere this does nothing.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
 _gate: CpuGate | None = None
 _plan: GatePlan | None = None
 _setup_lock = threading.Lock()

@@ -167,3 +167,21 @@ def test_a_run_already_being_served_goes_before_runs_that_arrived_after_it():
     for t in [a, holder, *others]:
         t.join(5)
     assert order == ["A1", "A2", "B", "C"]
+
+
+def test_a_background_thread_can_step_aside_for_readers():
+    import os
+
+    from engine.gate import lowest_priority_for_this_thread
+
+    result = {}
+
+    def background():
+        result["ok"] = lowest_priority_for_this_thread()
+        result["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    t = threading.Thread(target=background)
+    t.start()
+    t.join(2)
+    assert result == {"ok": True, "nice": 19}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) != 19   # the caller's own is unchanged

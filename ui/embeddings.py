@@ -9,6 +9,7 @@ import streamlit as st
 
 from engine.embeddings import (AnalogyResult, Neighbours, WordMap, embedding_matrix, map_words, neighbours,
                                normalize_rows, solve_analogy, warm_umap)
+from engine.gate import lowest_priority_for_this_thread
 from ui.models import lm
 
 log = logging.getLogger("llm_handbook")
@@ -44,6 +45,7 @@ def arithmetic(a: str, b: str, c: str, expected: str, leading_space: bool, k: in
 
 
 def _warm() -> None:
+    lowest_priority_for_this_thread()   # nine seconds of compiling must not slow the readers down
     try:
         log.info("UMAP warmed up (numba compiled) in %.1f s", warm_umap())
     except Exception:  # a failed warm-up only means the first UMAP view is slower
@@ -52,7 +54,7 @@ def _warm() -> None:
 
 @st.cache_resource(show_spinner=False)
 def umap_warmup() -> threading.Thread:
-    """Compile UMAP's numba code once per server, in the background, while the reader looks at PCA."""
+    """Compile UMAP's numba code once per server, in the background (about 9 s of one core)."""
     thread = threading.Thread(target=_warm, name="umap-warmup", daemon=True)
     thread.start()
     return thread
