@@ -46,7 +46,7 @@ XSRF_COOKIE = "_streamlit_xsrf"
 NO_XSRF_TOKEN = "PLACEHOLDER_AUTH_TOKEN"   # what the browser offers when it has no XSRF cookie
 CHART_TYPES = frozenset({"plotly_chart", "vega_lite_chart", "deck_gl_json_chart", "graphviz_chart", "echarts_chart"})
 TEXT_WIDGET_TYPES = frozenset({"text_input", "text_area"})
-# The app caps a message at 32 MB (server.maxMessageSize); anything larger would be a failure anyway.
+# The app caps a message at 8 MB (server.maxMessageSize); anything larger would be a failure anyway.
 MAX_FRAME_BYTES = 64 * 2**20
 USER_AGENT = "llm-handbook-load/1"
 CONTEXT = dict(timezone="UTC", timezone_offset=0, locale="en-US", is_embedded=False, color_scheme="light")
