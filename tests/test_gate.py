@@ -57,11 +57,9 @@ def test_a_holder_calling_the_model_again_does_not_queue_behind_itself():
     assert done.is_set() and gate.running == 0
 
 
-def test_a_long_wait_is_announced_with_the_passes_ahead_then_cleared():
-    gate = CpuGate(slots=1, notice_after_s=0.1)
-    heard = []
-    holding = threading.Event()
-    release = threading.Event()
+def held_elsewhere(gate: CpuGate) -> tuple[threading.Thread, threading.Event]:
+    """Another thread takes the gate's one slot and keeps it until the returned event is set."""
+    holding, release = threading.Event(), threading.Event()
 
     def hold():
         with gate.slot():
@@ -71,6 +69,13 @@ def test_a_long_wait_is_announced_with_the_passes_ahead_then_cleared():
     holder = threading.Thread(target=hold)
     holder.start()
     holding.wait(2)
+    return holder, release
+
+
+def test_a_long_wait_is_announced_with_the_passes_ahead_then_cleared():
+    gate = CpuGate(slots=1, notice_after_s=0.1)
+    heard = []
+    holder, release = held_elsewhere(gate)
     threading.Timer(0.6, release.set).start()
     with gate.waiting_notice(heard.append), gate.slot():
         pass
@@ -88,16 +93,7 @@ def test_a_short_wait_says_nothing():
 
 def test_a_waiter_that_is_stopped_leaves_the_queue():
     gate = CpuGate(slots=1)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold():
-        with gate.slot():
-            holding.set()
-            release.wait(5)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    holding.wait(2)
+    holder, release = held_elsewhere(gate)
 
     class Stop(BaseException):
         pass
