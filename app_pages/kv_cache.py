@@ -8,11 +8,12 @@ from charts.kv_cache import attention_kinds, cache_growth, memory_vs_context, st
 from engine.kv_cache import (DEFAULT_DTYPE, DTYPE_BYTES, MAX_BATCH, MAX_HEAD_DIM, MAX_HEADS, MAX_LAYERS, PUBLISHED,
                              ModelSpec, dtype_bytes, kv_bytes_per_token, kv_cache_bytes, live_spec,
                              weight_bytes)
+from engine.tokens import token_ids
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.jobs import follow
 from ui.kv_cache import cache_growth as measured_growth
-from ui.kv_cache import GROWTH_MIN_TOKENS, timing_job
+from ui.kv_cache import timing_job
 from ui.inputs import whole_number_input
 
 DEFAULT_PROMPT = (
@@ -131,9 +132,9 @@ def memory_section(prompt: str) -> None:
     growth = measured_growth(prompt)
     spec = growth.spec
     per_token = growth.per_token_formula
-    fed = (f"Your prompt's {growth.tokens[-1]} tokens are" if growth.tokens[-1] > GROWTH_MIN_TOKENS
-           else f"Your prompt, repeated up to {growth.tokens[-1]} tokens, is")
-    st.markdown(f"{fed} fed into one `DynamicCache` in "
+    length = len(token_ids(model, prompt))
+    repeated = f", repeated up to {growth.tokens[-1]} tokens" if growth.tokens[-1] > length else ""
+    st.markdown(f"A prompt of {length} tokens, the length of yours{repeated}, is fed into one `DynamicCache` in "
                 "chunks, as generation would append them. After each chunk the page adds up the bytes of every "
                 f"layer's key and value tensors. SmolLM2's config gives {spec.layers} layers, {spec.kv_heads} KV "
                 f"heads of size {spec.head_dim}, and its tensors are {growth.dtype} ({growth.element_size} bytes):")

@@ -65,7 +65,7 @@ def test_a_short_prompt_is_repeated_so_the_growth_line_has_points(lm):
     at = open_page("kv-cache", {"prompt": "Hello there"})
     growth = chart_titled(at, "SmolLM2's cache grows")["data"][1]
     assert growth["x"] == [1, 16, 32, 64]
-    assert "repeated up to 64 tokens" in shown_text(at)
+    assert "A prompt of 2 tokens, the length of yours, repeated up to 64 tokens, is fed" in shown_text(at)
 
     llama = calculator_row(at, "LLaMA-2-7B")  # defaults: fp16, 4k tokens, batch 1
     assert llama["bytes_per_token"] == 524_288

@@ -46,6 +46,9 @@ def arithmetic(a: str, b: str, c: str, expected: str, leading_space: bool, k: in
 
 def _warm() -> None:
     lowest_priority_for_this_thread()   # nine seconds of compiling must not slow the readers down
+    # The page run that starts this thread may be importing torch right now. UMAP's imports (scipy) look
+    # torch up half-initialised and fail; importing it here waits until that import has finished.
+    import torch  # noqa: F401
     try:
         log.info("UMAP warmed up (numba compiled) in %.1f s", warm_umap())
     except Exception:  # a failed warm-up only means the first UMAP view is slower
