@@ -79,7 +79,8 @@ def plan_for(cores: int, threads: int | None) -> GatePlan:
 
 
 class CpuGate:
-    """A first-come-first-served semaphore. Re-entrant per thread: a holder's nested calls pass straight in."""
+    """A semaphore served in order of arrival (a run's calls keep the run's place). Re-entrant per thread: a
+    holder's nested calls pass straight in."""
 
     def __init__(self, slots: int, notice_after_s: float = NOTICE_AFTER_S):
         self.slots = max(1, int(slots))
@@ -136,9 +137,7 @@ class CpuGate:
             yield
         finally:
             self._local.depth = 0
-            with self._cond:
-                self._running -= 1
-                self._cond.notify_all()
+            self._leave()
 
     def _enter(self) -> None:
         notice: Notice | None = getattr(self._local, "notice", None)
@@ -160,7 +159,7 @@ class CpuGate:
                     self._cond.wait(POLL_S)
                     ahead = sum(1 for other in self._queue if other < entry) + self._running
                 # The notice runs outside the lock: it may draw on a page, which takes its own time.
-                if notice and ahead != shown and time.monotonic() - started >= self._notice_after:
+                if notice and ahead and ahead != shown and time.monotonic() - started >= self._notice_after:
                     notice(ahead)
                     shown = ahead
         except BaseException:   # a stopped script must not leave its ticket blocking the queue
@@ -171,7 +170,16 @@ class CpuGate:
                     self._cond.notify_all()
             raise
         if notice and shown is not None:
-            notice(0)
+            try:
+                notice(0)
+            except BaseException:   # drawing can raise Streamlit's rerun signal: give the slot back first
+                self._leave()
+                raise
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
 
 
 def lowest_priority_for_this_thread() -> bool:

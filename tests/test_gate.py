@@ -181,3 +181,23 @@ def test_a_background_thread_can_step_aside_for_readers():
     t.join(2)
     assert result == {"ok": True, "nice": 19}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) != 19   # the caller's own is unchanged
+
+
+def test_a_reader_stopped_while_told_their_turn_has_come_gives_the_slot_back():
+    """Clearing the notice draws on the page, where Streamlit may raise its rerun signal (the reader moved a
+    slider): the slot just taken must not be lost, or the server would run out of slots."""
+    gate = CpuGate(slots=1, notice_after_s=0.05)
+    holder, release = held_elsewhere(gate)
+
+    class Rerun(BaseException):
+        pass
+
+    def notice(ahead):
+        if ahead == 0:
+            raise Rerun
+
+    threading.Timer(0.3, release.set).start()
+    with pytest.raises(Rerun), gate.waiting_notice(notice), gate.slot():
+        pass
+    holder.join(2)
+    assert gate.running == 0 and gate.waiting == 0
