@@ -22,7 +22,7 @@ from engine.forward import forward
 from engine.gate import model_work
 from engine.live_model import LiveModel
 from engine.tokens import decode_each, token_ids
-from engine.traced import Interventions, TracedPass, trace
+from engine.traced import Interventions, trace
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,14 +86,16 @@ class AttentionStep:
 
 
 @lru_cache(maxsize=8)
-def _layer_vectors(lm: LiveModel, ids: tuple[int, ...], layer: int) -> TracedPass:
+def _layer_vectors(lm: LiveModel, ids: tuple[int, ...], layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Q and K after RoPE, and V, of every head at `layer`, from the traced forward.
 
     The pass stops after `layer` (exit_layer), so a layer near the input costs a fraction of a full pass.
     A handful are kept because moving the head or query slider within a layer needs the same vectors.
     """
-    return trace(lm, list(ids), record={"q_rot", "k_rot", "v"}, layers=[layer],
-                 interventions=Interventions(exit_layer=layer + 1))
+    traced = trace(lm, list(ids), record={"q_rot", "k_rot", "v"}, layers=[layer],
+                   interventions=Interventions(exit_layer=layer + 1))
+    # Only the three small arrays are kept, not the pass's [T, vocab] logits (12.6 MB at 64 tokens).
+    return tuple(traced.at(name, layer) for name in ("q_rot", "k_rot", "v"))
 
 
 def _softmax_row(masked: np.ndarray) -> np.ndarray:
@@ -116,8 +118,7 @@ def attention_step(lm: LiveModel, cap: AttentionCapture, layer: int, head: int, 
     layers, heads, length = cap.layers, cap.heads, cap.length
     if not (0 <= layer < layers and 0 <= head < heads and 0 <= query < length):
         raise IndexError(f"layer {layer}, head {head}, query {query} out of range ({layers}, {heads}, {length})")
-    vectors = _layer_vectors(lm, tuple(cap.ids), layer)
-    q_np, k_np, v_np = (vectors.at(name, layer).astype(np.float64) for name in ("q_rot", "k_rot", "v"))
+    q_np, k_np, v_np = (a.astype(np.float64) for a in _layer_vectors(lm, tuple(cap.ids), layer))
     group = q_np.shape[0] // k_np.shape[0]
     head_dim = q_np.shape[-1]
     outputs = []
