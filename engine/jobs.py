@@ -123,12 +123,13 @@ class JobRegistry:
                fresh: bool = False) -> Job:
         """The job for `key`: the running or stored one if there is one (unless `fresh`), else a new one.
 
-        `fresh` drops a stored result (a reader asked to measure again); a job still running is kept.
+        `fresh` drops a stored result (a reader asked to measure again); a job still running is kept. A job
+        that failed is kept only to show its error to those following it; the next request runs it again.
         """
         with self._lock:
             if key in self._active:
                 return self._active[key]
-            if key in self._finished and not fresh:
+            if key in self._finished and not fresh and self._finished[key].state is JobState.DONE:
                 self._finished.move_to_end(key)
                 return self._finished[key]
             self._finished.pop(key, None)

@@ -88,4 +88,7 @@ def test_a_failing_job_reports_a_short_error_and_the_pool_keeps_working():
 
     failed = wait_finished(registry.submit("bad", fail, title="bad", budget_s=5))
     assert failed.state is JobState.FAILED and failed.error == "ValueError: the prompt is empty"
+    assert registry.get("bad") is failed                       # those following it see the error
+    retried = wait_finished(registry.submit("bad", lambda ctx: "fine now", title="bad", budget_s=5))
+    assert retried is not failed and retried.result == "fine now"   # asking again runs it again
     assert wait_finished(registry.submit("good", lambda ctx: 42, title="good", budget_s=5)).result == 42
