@@ -3,15 +3,16 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from charts.embeddings import cosine_bars, explained_variance_bars, word_scatter
-from engine.embeddings import METHOD_NAMES, embedding_matrix, lookup_word, same_word, umap_is_warm
-from engine.text_limits import bound_text, clean_text
+from charts.embeddings import cosine_bars, explained_variance_bars, projection_axis_titles, word_scatter
+from engine.embeddings import METHOD_NAMES, embedding_matrix, lookup_word, umap_is_warm
+from engine.text_limits import bound_text
 from engine.tokens import visible
 from ui import concept_page, lm, samples
 from ui.charts import figure, show_chart
-from ui.embeddings import arithmetic, mean_row_length, nearest, umap_warmup, word_map
-from ui.inputs import whole_number_input
-from ui.text import escape_markdown
+from ui.embeddings import (arithmetic, describe_analogy, nearest, projection_caption, ranked_table,
+                           show_analogy_metrics, show_matrix_facts, word_map)
+from ui.inputs import accept_url_alias, whole_number_input, word_input
+from ui.text import escape_markdown, token_markdown
 
 WORD_PRESETS = samples.load("word_groups")  # assets/samples.toml
 CUSTOM = "Custom (edited)"
@@ -23,35 +24,9 @@ ANALOGIES = {   # a - b + c, expected
     "bigger - big + small": ("bigger", "big", "small", "smaller"),
 }
 DEFAULT_ANALOGY = next(iter(ANALOGIES))
-METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 DIM_LABELS = {2: "2-D", 3: "3-D"}
 SUGGESTIONS = ["king", "Paris", "cat", "Monday", "happy"]
 MAX_GROUP_CHARS = 3000
-
-
-def tok_md(text: str) -> str:
-    """A token for a sentence: spaces made visible, Markdown neutralised, set in bold."""
-    return f"**{escape_markdown(visible(text))}**"
-
-
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n:,}{suffix}"
-
-
-def accept_url_alias(key: str, aliases: dict[str, str]) -> bool:
-    """Let a link say ?method=tsne or ?dims=3 as well as the widget's own label (t-SNE, 3-D)."""
-    raw = st.query_params.get(key)
-    if key not in st.session_state and raw in aliases:
-        st.session_state[key] = aliases[raw]
-        return True
-    return False
-
-
-def word_field(label: str, key: str, default: str, on_change=None, help: str | None = None) -> str:
-    raw = st.text_input(label, value=default, key=key, bind="query-params", max_chars=40, on_change=on_change,
-                        help=help)
-    return clean_text(raw)[0].strip()[:40]
 
 
 # ---------------------------------------------------------------- preset callbacks (run before the rerun)
@@ -93,17 +68,7 @@ with concept_page("token-embeddings"):
     model = lm()
     matrix = embedding_matrix(model)
     rows, width = matrix.shape
-    tied = model.model.lm_head.weight.data_ptr() == model.model.model.embed_tokens.weight.data_ptr()
-    cols = st.columns(5)
-    cols[0].metric("Rows (tokens)", f"{rows:,}")
-    cols[1].metric("Columns (d_model)", f"{width}")
-    cols[2].metric("Numbers in the matrix", f"{matrix.size / 1e6:.1f} M",
-                   help=f"{rows:,} x {width} = {matrix.size:,}; {100 * matrix.size / model.card.parameters:.1f}% "
-                        f"of the model's {model.card.parameters / 1e6:.1f} M parameters.")
-    cols[3].metric("Mean row length", f"{mean_row_length():.2f}",
-                   help="Euclidean norm of a row, averaged over the vocabulary. Cosine similarity ignores it.")
-    cols[4].metric("Tied to the output layer", "yes" if tied else "no",
-                   help="Checked live: the output layer's weight is the very same memory as the embedding matrix.")
+    show_matrix_facts(model, matrix)
 
     space = st.toggle("Look words up with a leading space", value=True, key="space", bind="query-params",
                       help="Inside running text a word is preceded by a space, and BPE folds that space into the "
@@ -129,12 +94,12 @@ with concept_page("token-embeddings"):
         bounded = bound_text(raw_groups, lambda text: [], MAX_GROUP_CHARS)
         for note in bounded.notes:
             st.caption(f":material/content_cut: {note}")
-        aliased = accept_url_alias("method", {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"})
-        method_label = st.segmented_control("Projection", list(METHOD_LABELS.values()), required=True,
+        aliased = accept_url_alias("method", METHOD_NAMES)   # ?method=tsne as well as ?method=t-SNE
+        method_label = st.segmented_control("Projection", list(METHOD_NAMES.values()), required=True,
                                             default=None if aliased else "PCA", key="method", bind="query-params",
                                             help="PCA: linear, fast, global layout. t-SNE and UMAP: non-linear, "
                                                  "keep local neighbourhoods.")
-        method = {v: k for k, v in METHOD_LABELS.items()}.get(method_label, "pca")
+        method = {v: k for k, v in METHOD_NAMES.items()}.get(method_label, "pca")
         aliased = accept_url_alias("dims", {"2": "2-D", "3": "3-D", "2d": "2-D", "3d": "3-D"})
         dims_label = st.segmented_control("Dimensions", list(DIM_LABELS.values()), required=True,
                                           default=None if aliased else "2-D", key="dims", bind="query-params")
@@ -163,30 +128,13 @@ with concept_page("token-embeddings"):
         else:
             proj = view.projection
             used = METHOD_NAMES[proj.method]
-            if proj.method == "pca":
-                unit = "% of variance" if dims == 2 else "%"
-                axis_titles = [f"PC{i + 1} ({100 * proj.explained[i]:.1f}{unit})"
-                               if i < len(proj.explained) else f"PC{i + 1}" for i in range(dims)]
-            else:
-                axis_titles = [f"{used} {i + 1}" if dims == 3 else f"{used} {i + 1} (no units)" for i in range(dims)]
+            axis_titles = projection_axis_titles(used, proj.explained, dims, linear=proj.method == "pca")
             groups = list(dict.fromkeys(words["group"]))
             fig = figure(word_scatter, view.points, groups, dims, axis_titles,
                                title=f"{len(words)} words in {len(groups)} group(s): {used} of their "
                                      f"{width}-dimensional vectors")
             show_chart(fig, view.points, name=f"token-embeddings-{proj.method}-{dims}d", key="map_chart")
-            notes = [proj.note] if proj.note else []
-            if words["multi"].any():
-                notes.append("◆ and * mark words made of several tokens, drawn at the mean of their pieces' rows "
-                             "(hover lists the pieces).")
-            if proj.method == "pca":
-                shown = float(proj.explained[:dims].sum())
-                notes.append(f"PCA is linear: positions along the axes are real, but the {dims} axes keep only "
-                             f"{100 * shown:.1f}% of these points' variance; the rest of the 576 dimensions is "
-                             "flattened away.")
-            else:
-                notes.append(f"{used} keeps who is near whom; the distances between clusters and their sizes "
-                             "carry little meaning, and another seed would arrange them differently.")
-            st.caption(" ".join(escape_markdown(n) for n in notes))
+            st.caption(escape_markdown(projection_caption(proj, dims, several_tokens=bool(words["multi"].any()))))
 
     if len(words) >= 2:
         left, right = st.columns([1.25, 1], gap="large")
@@ -216,7 +164,7 @@ with concept_page("token-embeddings"):
     st.subheader("2 · Nearest neighbours by cosine", anchor="neighbours")
     controls, chart = st.columns([1, 2.2], gap="large")
     with controls:
-        word = word_field("Word or token", "word", "king")
+        word = word_input("Word or token", "word", "king")
         st.pills("Try", SUGGESTIONS, key="try", on_change=take_suggestion, label_visibility="collapsed", wrap=True)
         k = st.slider("Neighbours shown", 5, 40, 15, key="k", bind="query-params")
         exclude_self = st.toggle("Leave out the word's own token(s)", value=False, key="self", bind="query-params")
@@ -234,14 +182,11 @@ with concept_page("token-embeddings"):
             fig = figure(cosine_bars, [r.text for r in found.rows], [r.cosine for r in found.rows],
                               [r.id for r in found.rows], roles, role_names=role_names,
                               title=f"Closest of all {rows:,} tokens to {visible(query.form)}")
-            show_chart(fig, partial(pd.DataFrame, {"rank": range(1, len(found.rows) + 1),
-                                          "token": [r.text for r in found.rows],
-                                          "token_id": [r.id for r in found.rows],
-                                          "cosine": [r.cosine for r in found.rows]}),
-                       name=f"neighbours-{query.word}", key="neighbours_chart")
+            show_chart(fig, partial(ranked_table, found.rows), name=f"neighbours-{query.word}",
+                       key="neighbours_chart")
             if query.multi:
-                pieces = " + ".join(tok_md(p) for p in query.pieces)
-                st.caption(f"{tok_md(query.form)} is not one token but {len(query.ids)}: {pieces}. Its vector is "
+                pieces = " + ".join(token_markdown(p) for p in query.pieces)
+                st.caption(f"{token_markdown(query.form)} is not one token but {len(query.ids)}: {pieces}. Its vector is "
                            "their mean, so the pieces themselves tend to top the list.")
             variants = sum(r.variant and not r.is_query for r in found.rows)
             caption = ("Grey: the word's own token (cosine 1 with itself). Light blue: the same word in another "
@@ -260,30 +205,19 @@ with concept_page("token-embeddings"):
                                     on_change=apply_analogy_preset)
     defaults = ANALOGIES.get(analogy_name, ANALOGIES[DEFAULT_ANALOGY])
     with fields[1]:
-        a = word_field("a", "a", defaults[0], mark_analogy_custom)
+        a = word_input("a", "a", defaults[0], mark_analogy_custom)
     with fields[2]:
-        b = word_field("minus b", "b", defaults[1], mark_analogy_custom)
+        b = word_input("minus b", "b", defaults[1], mark_analogy_custom)
     with fields[3]:
-        c = word_field("plus c", "c", defaults[2], mark_analogy_custom)
+        c = word_input("plus c", "c", defaults[2], mark_analogy_custom)
     with fields[4]:
-        expected = word_field("expected answer", "expect", defaults[3], mark_analogy_custom,
+        expected = word_input("expected answer", "expect", defaults[3], mark_analogy_custom,
                               help="Optional: its rank and cosine are reported below.")
 
     solved = arithmetic(a, b, c, expected, space) if a and b and c else None
     if solved is None:
         st.info("Fill in all three words a, b and c, for example king, man and woman.", icon=":material/edit:")
     else:
-        target = solved.expected.ids[0] if solved.expected and len(solved.expected.ids) == 1 else None
-
-        inputs = (solved.a.word, solved.b.word, solved.c.word)
-
-        def is_variant(text: str) -> bool:
-            return any(same_word(text, w) for w in inputs)
-
-        def roles_of(rows_):
-            return ["input" if r.is_query else "expected" if r.id == target else
-                    "variant" if is_variant(r.text) else "other" for r in rows_]
-
         role_names = {"input": "one of the input tokens", "expected": "the expected answer",
                       "variant": "another spelling of an input word"}
         equation = f"{visible(solved.a.form)} − {visible(solved.b.form)} + {visible(solved.c.form)}"
@@ -293,68 +227,17 @@ with concept_page("token-embeddings"):
                 (right, solved.excluding, "Inputs excluded (the word2vec convention)", "analogy_excl")):
             with column:
                 fig = figure(cosine_bars, [r.text for r in found_rows], [r.cosine for r in found_rows],
-                                  [r.id for r in found_rows], roles_of(found_rows), role_names=role_names,
+                                  [r.id for r in found_rows], [solved.role(r) for r in found_rows],
+                                  role_names=role_names,
                                   title=f"{title}")
-                show_chart(fig, partial(pd.DataFrame, {"rank": range(1, len(found_rows) + 1),
-                                              "token": [r.text for r in found_rows],
-                                              "token_id": [r.id for r in found_rows],
-                                              "cosine": [r.cosine for r in found_rows]}),
-                           name=f"arithmetic-{key}", key=key)
+                show_chart(fig, partial(ranked_table, found_rows), name=f"arithmetic-{key}", key=key)
         st.caption(f"Cosine of every one of the {rows:,} rows with {escape_markdown(equation)}. Grey: an input token; light "
                    "blue: another spelling of an input word (the convention does not exclude these); orange: the "
                    "expected answer.")
 
-        metrics = st.columns(4)
-        if target is not None:
-            exp_name = visible(solved.expected.form)
-            metrics[0].metric(f"Rank of {exp_name}, all tokens", ordinal(solved.expected_rank_all),
-                              help=f"Out of {rows:,}, by cosine with {equation}.")
-            metrics[1].metric("Rank with the inputs excluded",
-                              ordinal(solved.expected_rank_excluding) if solved.expected_rank_excluding else "n/a",
-                              help="The inputs' own tokens are left out of the ranking, as word2vec's demo did.")
-            metrics[2].metric(f"Cosine of {exp_name}", f"{solved.expected_cosine:.3f}")
-            if solved.baseline_a:
-                best = min((solved.baseline_a, visible(solved.a.form)), (solved.baseline_c, visible(solved.c.form)))
-                metrics[3].metric("Without arithmetic", ordinal(best[0][0]),
-                                  help=f"Rank of {exp_name} among the neighbours of {best[1]} alone (inputs "
-                                       f"excluded), cosine {best[0][1]:.3f}. If arithmetic helps, the rank "
-                                       "above is better than this.")
-        elif solved.expected is not None and solved.expected.ids:
-            metrics[0].metric(f"Cosine of {visible(solved.expected.form)}", f"{solved.expected_cosine:.3f}",
-                              help="This word is several tokens, so it is not one row of the vocabulary and has "
-                                   "no rank; its cosine is with the mean of its tokens' rows.")
+        show_analogy_metrics(solved, equation, rows)
 
-        top_all, top_excl = solved.including[0], solved.excluding[0]
-        sentences = []
-        if top_all.is_query:
-            sentences.append(f"Over the whole vocabulary the closest row to {escape_markdown(equation)} is {tok_md(top_all.text)}, "
-                             "one of the inputs: the offset b → c is small next to the vector of a. Leaving the "
-                             f"inputs out (right) promotes {tok_md(top_excl.text)}"
-                             + (", itself only another spelling of an input" if is_variant(top_excl.text) else "")
-                             + "; that convention makes analogies look better than the raw geometry is.")
-        else:
-            sentence = (f"The closest row of all to {escape_markdown(equation)} is {tok_md(top_all.text)}, not one of the "
-                        "inputs, so leaving the inputs out does not change the winner")
-            runner_up = next(((n, r) for n, r in enumerate(solved.including, 1) if r.is_query), None)
-            if runner_up:
-                sentence += (f"; but the input {tok_md(runner_up[1].text)} still comes {ordinal(runner_up[0])} "
-                             f"(cosine {runner_up[1].cosine:.3f})")
-            sentences.append(sentence + ".")
-        if target is not None:
-            rank = solved.expected_rank_all
-            sentences.append(f"The expected {tok_md(solved.expected.form)} ranks {ordinal(rank)} of {rows:,} "
-                             f"(cosine {solved.expected_cosine:.3f})" +
-                             (": the arithmetic works here." if rank == 1 else
-                              "." if rank <= 10 else ": the arithmetic misses it on this model."))
-            if solved.baseline_a and solved.expected_rank_excluding:
-                ra, rc = solved.baseline_a[0], solved.baseline_c[0]
-                sentences.append(f"Without arithmetic it ranks {ordinal(ra)} among the neighbours of "
-                                 f"{tok_md(solved.a.form)} alone and {ordinal(rc)} among those of "
-                                 f"{tok_md(solved.c.form)} alone (inputs excluded in both), against "
-                                 f"{ordinal(solved.expected_rank_excluding)} with it.")
-        st.markdown(" ".join(sentences))
+        st.markdown(describe_analogy(solved, escape_markdown(equation), rows))
         st.caption("Multi-token words use the mean of their tokens' rows. A 576-dimensional table of a 135M model, "
                    "de-quantized from 4 bits, is a harder test than the 300-dimensional word2vec vectors the "
                    "classic demo used: a miss here says little about larger models.")
-
-    umap_warmup()   # compile UMAP in the background once per server, so the reader's first UMAP view is quick

@@ -110,3 +110,12 @@ def cosine_bars(texts: Sequence[str], cosines: Sequence[float], ids: Sequence[in
     fig.update_yaxes(autorange="reversed", title=None, tickfont=dict(family="monospace", size=13))
     fig.update_xaxes(title="cosine similarity", range=[low, 1.12])
     return fig
+
+
+def projection_axis_titles(method_name: str, explained: Sequence[float], dims: int, linear: bool) -> list[str]:
+    """Axis titles of a projection: PCA's components with the variance each keeps; t-SNE/UMAP axes have no unit."""
+    if linear:
+        unit = "% of variance" if dims == 2 else "%"
+        return [f"PC{i + 1} ({100 * explained[i]:.1f}{unit})" if i < len(explained) else f"PC{i + 1}"
+                for i in range(dims)]
+    return [f"{method_name} {i + 1}" if dims == 3 else f"{method_name} {i + 1} (no units)" for i in range(dims)]

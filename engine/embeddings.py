@@ -436,6 +436,23 @@ class AnalogyResult:
     baseline_a: tuple[int, float] | None = None
     baseline_c: tuple[int, float] | None = None
 
+    @property
+    def expected_id(self) -> int | None:
+        """The expected answer's token id when it is one token (only then does it have a rank)."""
+        return self.expected.ids[0] if self.expected and len(self.expected.ids) == 1 else None
+
+    def is_input_variant(self, text: str) -> bool:
+        """The token is one of the input words, in any spelling or capitalisation."""
+        return any(same_word(text, w.word) for w in (self.a, self.b, self.c))
+
+    def role(self, row: Neighbour) -> str:
+        """How a ranked row relates to the question: input, expected, variant (of an input) or other."""
+        if row.is_query:
+            return "input"
+        if row.id == self.expected_id:
+            return "expected"
+        return "variant" if self.is_input_variant(row.text) else "other"
+
 
 def solve_analogy(lm: LiveModel, normalized: np.ndarray, a: str, b: str, c: str, expected: str = "",
                   leading_space: bool = True, k: int = 10) -> AnalogyResult | None:

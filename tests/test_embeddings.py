@@ -197,3 +197,23 @@ def test_charts_show_user_text_as_text():
     assert fig.layout.title.text == "&lt;i&gt;t&lt;/i&gt;"
     bars = cosine_bars(["<b>"], [0.5], [7], ["other"], title="<b>x</b>")
     assert bars.data[0].y[0] == "&lt;b&gt;" and "<b>" not in bars.layout.title.text
+
+
+def test_analogy_roles_and_description_follow_the_rankings(lm):
+    from engine.embeddings import embedding_matrix, lookup_word, normalize_rows, solve_analogy
+    from ui.embeddings import describe_analogy
+
+    solved = solve_analogy(lm, normalize_rows(embedding_matrix(lm)), "king", "man", "woman", "queen")
+    queen = lookup_word(lm, "queen").ids
+    assert len(queen) == 1 and solved.expected_id == queen[0]
+    for row in solved.including:
+        role = solved.role(row)
+        assert (role == "input") == row.is_query
+        assert (role == "expected") == (row.id == queen[0] and not row.is_query)
+    assert solved.is_input_variant(" King") and not solved.is_input_variant(" queen")
+    text = describe_analogy(solved, "king − man + woman", 49_152)
+    rank = solved.expected_rank_all
+    assert f"The expected **␣queen** ranks {rank}" in text
+    top = solved.including[0]
+    assert ("is **␣queen**, not one of the inputs" in text) == (not top.is_query)
+    assert ("one of the inputs: the offset" in text) == top.is_query

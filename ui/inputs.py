@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.text_limits import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, bound_text
+from engine.text_limits import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, bound_text, clean_text
 from engine.tokens import token_offsets
 from ui.models import lm
 
@@ -79,3 +79,23 @@ def layer_and_head(layer_column, head_column, default_layer: int, default_head: 
     head = head_column.slider(f"Head (1-{card.heads})", 1, card.heads, default_head, key="head",
                               bind="query-params", help=head_help or f"Grouped-query attention: {sharing}.")
     return layer, head
+
+
+def word_input(label: str, key: str, default: str, on_change=None, help: str | None = None,
+               max_chars: int = 40) -> str:
+    """A one-word text input bound to the URL: cleaned, trimmed and cut to `max_chars`."""
+    raw = st.text_input(label, value=default, key=key, bind="query-params", max_chars=max_chars, on_change=on_change,
+                        help=help)
+    return clean_text(raw)[0].strip()[:max_chars]
+
+
+def accept_url_alias(key: str, aliases: dict[str, str]) -> bool:
+    """Let a link give a widget's value by a short alias (?method=tsne for "t-SNE"). True if one was taken.
+
+    Call before the widget is created; the widget should then be created without a default.
+    """
+    raw = st.query_params.get(key)
+    if key not in st.session_state and raw in aliases:
+        st.session_state[key] = aliases[raw]
+        return True
+    return False
