@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.kv_cache import attention_kinds, cache_growth, memory_vs_context, step_times
-from engine.kv_cache import (DEFAULT_DTYPE, DTYPE_BYTES, MAX_BATCH, MAX_HEAD_DIM, MAX_HEADS, MAX_LAYERS, PUBLISHED,
-                             ModelSpec, dtype_bytes, kv_bytes_per_token, kv_cache_bytes, live_spec,
+from engine.kv_cache import (DEFAULT_DTYPE, DTYPE_BYTES, GB, MAX_BATCH, MAX_HEAD_DIM, MAX_HEADS, MAX_LAYERS, PUBLISHED,
+                             ModelSpec, calculator_rows, dtype_bytes, kv_bytes_per_token, kv_cache_bytes, live_spec,
                              weight_bytes)
 from engine.tokens import token_ids
 from ui import concept_page, lm, prompt_input
@@ -15,6 +15,7 @@ from ui.jobs import follow
 from ui.kv_cache import cache_growth as measured_growth
 from ui.kv_cache import timing_job
 from ui.inputs import whole_number_input
+from ui.text import described_metric, human_bytes, short_tokens
 
 DEFAULT_PROMPT = (
     "The printing press changed Europe in a single lifetime. Around 1450 Johannes Gutenberg combined movable "
@@ -22,25 +23,8 @@ DEFAULT_PROMPT = (
     "pages a day. Within fifty years presses were running in more than two hundred cities, the price of books "
     "fell sharply, and reading spread far beyond monasteries and universities.")
 CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
-GB = 1e9
 TIME_BUDGET_S = 60   # a timing run stops after this, so one visitor cannot hold the shared CPU for minutes
 AGAIN_FLAG = "_kv_measure_again"   # set by the "Measure again" button's callback, read once by the next run
-
-
-def short_tokens(n: int) -> str:
-    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else f"{n:,}"
-
-
-def human_bytes(n: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:,.2f} {unit}"
-    return f"{n:,.0f} B"
-
-
-def described_metric(column, label: str, value: str, note: str, help: str | None = None) -> None:
-    """A metric whose small line under the value is a description, not a change (no arrow, no colour)."""
-    column.metric(label, value, note, delta_color="off", delta_arrow="off", help=help)
 
 
 def timing_section(prompt: str) -> None:
@@ -202,16 +186,7 @@ def calculator_section() -> None:
     log_memory = c4.toggle("Log scale for memory", value=False, key="logy", bind="query-params")
 
     specs = [live_spec(lm()), *PUBLISHED, custom_spec()]
-    rows = []
-    for s in specs:
-        cache = kv_cache_bytes(s, per_value, context, batch)
-        weights = weight_bytes(s, per_value)
-        rows.append({"model": s.name, "attention": f"{s.attention}: {s.heads} q / {s.kv_heads} kv heads",
-                     "shape": f"{s.layers} × {s.kv_heads} × {s.head_dim}",
-                     "bytes_per_token": kv_bytes_per_token(s, per_value), "kv_cache_gb": cache / GB,
-                     "weights_gb": "—" if weights is None else f"{weights / GB:,.2f}",
-                     "cache_vs_weights": "—" if not weights else f"{cache / weights:.2g}×"})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(calculator_rows(specs, per_value, context, batch))
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "model": st.column_config.TextColumn("Model"),
         "attention": st.column_config.TextColumn("Attention"),

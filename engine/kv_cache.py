@@ -364,3 +364,21 @@ def compare_generation(lm: LiveModel, ids: list[int], max_new_tokens: int, on_st
     cached = finished(True)
     return CacheComparison(prompt_ids=list(ids), cached=cached, uncached=finished(False),
                            new_text=decode(lm, cached.new_ids), measured_at=time.time(), requested=steps)
+
+
+GB = 1e9
+
+
+def calculator_rows(specs: list[ModelSpec], bytes_per_value: float, context: int, batch: int) -> list[dict]:
+    """One row per configuration: its attention kind, bytes per token, the cache at this context and batch, and
+    the cache against the weights at the same precision ("—" where the config is too partial to count them)."""
+    rows = []
+    for s in specs:
+        cache = kv_cache_bytes(s, bytes_per_value, context, batch)
+        weights = weight_bytes(s, bytes_per_value)
+        rows.append({"model": s.name, "attention": f"{s.attention}: {s.heads} q / {s.kv_heads} kv heads",
+                     "shape": f"{s.layers} × {s.kv_heads} × {s.head_dim}",
+                     "bytes_per_token": kv_bytes_per_token(s, bytes_per_value), "kv_cache_gb": cache / GB,
+                     "weights_gb": "—" if weights is None else f"{weights / GB:,.2f}",
+                     "cache_vs_weights": "—" if not weights else f"{cache / weights:.2g}×"})
+    return rows

@@ -173,3 +173,15 @@ def test_spikes_in_the_uncached_run_also_count_as_noise():
     calm = CacheComparison([1], _run([0.1] * 20), _run(smooth, False), "", 0.0)
     assert not calm.noisy
     assert CacheComparison([1], _run([0.1] * 20), _run(spiky, False), "", 0.0).noisy
+
+
+def test_calculator_rows_hold_the_formula_for_every_configuration():
+    from engine.kv_cache import GB, ModelSpec, calculator_rows
+
+    rows = calculator_rows(list(PUBLISHED), 2.0, 4096, 3)
+    assert [r["model"] for r in rows] == [s.name for s in PUBLISHED]
+    for spec, row in zip(PUBLISHED, rows):
+        assert row["bytes_per_token"] == 2 * spec.layers * spec.kv_heads * spec.head_dim * 2
+        assert row["kv_cache_gb"] == pytest.approx(row["bytes_per_token"] * 4096 * 3 / GB)
+    partial = calculator_rows([ModelSpec("x", layers=2, heads=4, kv_heads=1, head_dim=8)], 1.0, 10, 1)
+    assert partial[0]["weights_gb"] == "—" and partial[0]["attention"].startswith("MQA")
