@@ -71,26 +71,27 @@ class ServerMeter:
                 family += [proc, *proc.children(recursive=True)]
         return family
 
-    def cpu_seconds(self) -> float | None:
-        if not self.procs:
-            return None
-        total = 0.0
-        for proc in self._family():
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                # children_*: children that already exited and were waited for (a pip download, say)
-                total += times.user + times.system + (times.children_user + times.children_system
-                                                      if proc in self.procs else 0.0)
-        return total
-
-    def rss(self) -> int | None:
+    def _summed(self, measure) -> float | None:
+        """`measure(proc)` added up over the servers and their children (None when no server is known)."""
         if not self.procs:
             return None
         total = 0
         for proc in self._family():
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
+                total += measure(proc)
         return total
+
+    def cpu_seconds(self) -> float | None:
+        def cpu(proc: psutil.Process) -> float:
+            times = proc.cpu_times()
+            # children_*: children that already exited and were waited for (a pip download, say)
+            waited = times.children_user + times.children_system if proc in self.procs else 0.0
+            return times.user + times.system + waited
+
+        return self._summed(cpu)
+
+    def rss(self) -> int | None:
+        return self._summed(lambda proc: proc.memory_info().rss)
 
     def _sample(self, every_s: float) -> None:
         while not self._stop.wait(every_s):
