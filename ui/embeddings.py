@@ -112,16 +112,16 @@ def show_matrix_facts(model: LiveModel, matrix: np.ndarray) -> None:
     """The embedding matrix in five numbers, the tie to the output layer checked on the live weights."""
     rows, width = matrix.shape
     tied = model.model.lm_head.weight.data_ptr() == model.model.model.embed_tokens.weight.data_ptr()
-    cols = st.columns(5)
-    cols[0].metric("Rows (tokens)", f"{rows:,}")
-    cols[1].metric("Columns (d_model)", f"{width}")
-    cols[2].metric("Numbers in the matrix", f"{matrix.size / 1e6:.1f} M",
-                   help=f"{rows:,} x {width} = {matrix.size:,}; {100 * matrix.size / model.card.parameters:.1f}% "
-                        f"of the model's {model.card.parameters / 1e6:.1f} M parameters.")
-    cols[3].metric("Mean row length", f"{mean_row_length():.2f}",
-                   help="Euclidean norm of a row, averaged over the vocabulary. Cosine similarity ignores it.")
-    cols[4].metric("Tied to the output layer", "yes" if tied else "no",
-                   help="Checked live: the output layer's weight is the very same memory as the embedding matrix.")
+    with st.container(horizontal=True, gap="large"):   # wraps on a narrow window instead of cutting the numbers
+        st.metric("Rows (tokens)", f"{rows:,}", width="content")
+        st.metric("Columns (d_model)", f"{width}", width="content")
+        st.metric("Numbers in the matrix", f"{matrix.size / 1e6:.1f} M", width="content",
+                  help=f"{rows:,} x {width} = {matrix.size:,}; {100 * matrix.size / model.card.parameters:.1f}% "
+                       f"of the model's {model.card.parameters / 1e6:.1f} M parameters.")
+        st.metric("Mean row length", f"{mean_row_length():.2f}", width="content",
+                  help="Euclidean norm of a row, averaged over the vocabulary. Cosine similarity ignores it.")
+        st.metric("Tied to the output layer", "yes" if tied else "no", width="content",
+                  help="Checked live: the output layer's weight is the very same memory as the embedding matrix.")
 
 
 def show_analogy_metrics(solved: AnalogyResult, equation: str, vocab: int) -> None:
