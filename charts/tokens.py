@@ -29,6 +29,7 @@ class Chip:
     kind: str = "text"         # "text", "partial", "special" or "unknown"
     ident: int = -1            # the token id, kept in the chart data
     break_after: bool = False  # the token ends a line of the text (it holds a newline)
+    fill: str | None = None    # a colour of the caller's (e.g. by loss); None: alternate by token
 
 
 def display_width(label: str) -> int:
@@ -62,10 +63,12 @@ def layout_chips(groups: Sequence[tuple[str, Sequence[Chip]]], columns: float,
 
 
 def token_chips(groups: Sequence[tuple[str, Sequence[Chip]]], columns: int = 72, title: str = "",
-                font_size: int = 15, height: int | None = None) -> go.Figure:
+                font_size: int = 15, height: int | None = None,
+                legend: Sequence[tuple[str, str]] = ()) -> go.Figure:
     """Groups of token chips (one group per text or tokenizer), each chip hoverable.
 
-    A group's name labels its first row; give one unnamed group for a single text.
+    A group's name labels its first row; give one unnamed group for a single text. Chips with their own
+    `fill` are coloured by it; `legend` lists (name, colour) entries that explain those fills.
     """
     chips = [chip for _, group in groups for chip in group]
     places, heads = layout_chips(groups, columns)
@@ -74,7 +77,10 @@ def token_chips(groups: Sequence[tuple[str, Sequence[Chip]]], columns: int = 72,
     fills, lines = [], []
     counter = 0
     for chip in chips:
-        if chip.kind in KIND_FILLS:
+        if chip.fill:
+            fills.append(chip.fill)
+            lines.append("rgba(0,0,0,0.25)")
+        elif chip.kind in KIND_FILLS:
             fills.append(KIND_FILLS[chip.kind])
             lines.append("#D55E00" if chip.kind == "partial" else "rgba(0,0,0,0.35)")
         else:
@@ -100,12 +106,16 @@ def token_chips(groups: Sequence[tuple[str, Sequence[Chip]]], columns: int = 72,
                                                  line=dict(color="#D55E00" if kind == "partial" else "#777",
                                                            width=1.5)),
                                      hoverinfo="skip"))
+    for name, colour in legend:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=plain(name), hoverinfo="skip",
+                                 marker=dict(symbol="square", size=13, color=colour,
+                                             line=dict(color="rgba(0,0,0,0.35)", width=1))))
     named = [(r, n) for r, n in heads if n]
-    legend = len(fig.data) > 1
-    top = (34 if title else 8) + (26 if legend else 0)
+    show_legend = len(fig.data) > 1
+    top = (34 if title else 8) + (26 if show_legend else 0)
     fig.update_layout(**base_layout(
         title=dict(text=plain(title), x=0, xanchor="left", font=dict(size=14)) if title else None,
-        height=height or rows * ROW_PX + top + 10, bargap=0, showlegend=legend, dragmode=False,
+        height=height or rows * ROW_PX + top + 10, bargap=0, showlegend=show_legend, dragmode=False,
         # On a narrow screen every label shrinks to the size the tightest chip needs, never below 6 px.
         uniformtext=dict(minsize=6, mode="show"),
         margin=dict(l=10, r=10, t=top, b=6),

@@ -48,8 +48,11 @@ def ranged_slider(label: str, low: int, high: int, default: int, key: str, *, co
     """A whole-number slider bound to the URL whose range depends on the input (a position in the reader's text).
 
     Streamlit raises when a kept value falls outside a new range (a shorter text after a longer one), so a
-    value kept from before is pulled into the range first.
+    value kept from before is pulled into the range first. A range of one value (a two-token text) draws no
+    slider, since Streamlit refuses a slider whose ends are equal: there is nothing to choose.
     """
+    if high <= low:
+        return low
     kept = st.session_state.get(key)
     if isinstance(kept, (int, float)) and not low <= kept <= high:
         st.session_state[key] = int(min(max(kept, low), high))
