@@ -12,6 +12,7 @@ from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import ranged_slider, stop_if_empty
 from ui.loss import ids_of, loss_chips, losses, own_loss, pieces
+from ui.layout import metric_row
 from ui.text import described_metric, escape_markdown, ordinal, token_markdown
 
 TEXT_KEY = "text"
@@ -48,7 +49,7 @@ with concept_page("cross-entropy"):
     total_nats = float(result.nll.sum())
     own = own_loss(text)
 
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = metric_row(4)
     described_metric(c1, f"Cross-entropy ({unit}/token)", f"{result.mean_nll * scale:.3f}",
                      f"over {result.nll.size} predicted tokens",
                      help="The mean of -ln p(actual next token) over every token after the first: the number "

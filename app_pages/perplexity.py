@@ -12,6 +12,7 @@ from ui.charts import figure, show_chart
 from ui.inputs import stop_if_empty, whole_number_input
 from ui.jobs import follow
 from ui.loss import WINDOWED_MAX_TOKENS, ids_of, loss_chips, losses, pieces, stride_sweep_job
+from ui.layout import metric_row
 from ui.text import described_metric
 
 TEXT_KEY = "text"
@@ -36,7 +37,7 @@ with concept_page("perplexity"):
     result = losses(text)
     buckets = [rank_bucket(int(r)) for r in result.ranks]
 
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = metric_row(4)
     described_metric(c1, "Perplexity", f"{result.perplexity:,.2f}", f"= exp({result.mean_nll:.3f} nats mean loss)",
                      help="exp of the mean per-token cross-entropy: the model was, on average, as unsure as if "
                           "it were choosing among this many equally likely tokens.")
@@ -95,7 +96,7 @@ with concept_page("perplexity"):
         chosen = next((r for r in sweep if r.stride == stride), sweep[0])
         full = losses(text).perplexity if len(ids_of(text)) <= WINDOWED_MAX_TOKENS else float(
             np.exp(result.nll[:WINDOWED_MAX_TOKENS - 1].mean()))
-        m1, m2, m3 = st.columns(3)
+        m1, m2, m3 = metric_row(3)
         described_metric(m1, f"Perplexity, stride {chosen.stride}", f"{chosen.perplexity:,.2f}",
                          f"whole text as context: {full:,.2f}")
         described_metric(m2, "Forward passes", f"{chosen.passes:,}", f"windows of {window} tokens")

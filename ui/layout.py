@@ -1,0 +1,23 @@
+"""Layout pieces the pages share."""
+from __future__ import annotations
+
+import streamlit as st
+
+METRIC_WIDTH = 215   # px: four fit across a wide page; on a narrow one they wrap two by two, uncut
+
+
+class _MetricSlot:
+    """Stands in for a column: `.metric(...)` adds a fixed-width metric to the shared wrapping row."""
+
+    def __init__(self, row, width: int):
+        self._row, self._width = row, width
+
+    def metric(self, *args, **kwargs):
+        return self._row.metric(*args, width=self._width, **kwargs)
+
+
+def metric_row(count: int, width: int = METRIC_WIDTH) -> list[_MetricSlot]:
+    """A drop-in for `st.columns(count)` holding metrics: a row that wraps on a narrow window instead of
+    cutting labels and values ("Log-probabi…"). Fill the slots in order: they share one row."""
+    row = st.container(horizontal=True, gap="medium")
+    return [_MetricSlot(row, width) for _ in range(count)]
