@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-METRIC_WIDTH = 215   # px: four fit across a wide page; on a narrow one they wrap two by two, uncut
+METRIC_WIDTH = 200   # px: four fit across a wide page; on a narrow one they wrap two by two, uncut
 
 
 class _MetricSlot:
