@@ -88,3 +88,23 @@ def beam_tree(steps: Sequence[int], parents: Sequence[int], labels: Sequence[str
                      gridcolor="rgba(128,128,128,0.15)", zeroline=False)
     fig.update_yaxes(visible=False, range=[-depth - 0.7, 0.8])
     return fig
+
+
+def diversity_curve(temperatures: Sequence[float], distinct_2: Sequence[float], similarity: Sequence[float],
+                    token_prob: Sequence[float], current: float, title: str = "") -> go.Figure:
+    """Diversity of a set of samples against temperature: distinct 2-grams, MiniLM similarity, token probability."""
+    fig = go.Figure()
+    series = (("distinct 2-grams across the samples", distinct_2, PRIMARY, "solid"),
+              ("meaning similarity between samples (MiniLM)", similarity, ACCENT, "dash"),
+              ("model's probability of the sampled tokens", token_prob, OKABE_ITO[2], "dot"))
+    for name, values, colour, dash in series:
+        fig.add_trace(go.Scatter(x=list(temperatures), y=[100 * v for v in values], mode="lines+markers", name=name,
+                                 line=dict(color=colour, dash=dash, width=2),
+                                 hovertemplate="T = %{x}<br>%{y:.1f}%<extra>" + name + "</extra>"))
+    fig.add_vline(x=current, line=dict(color="rgba(128,128,128,0.8)", dash="dot"),
+                  annotation=dict(text=f"your T = {current:.2f}", font=dict(size=12)))
+    fig.update_layout(**base_layout(title=dict(text=plain(title), x=0, font=dict(size=14)), height=380,
+                                    legend=dict(orientation="h", y=-0.22, x=0), margin=dict(l=10, r=10, t=40, b=90)))
+    fig.update_xaxes(title="temperature", gridcolor="rgba(128,128,128,0.25)")
+    fig.update_yaxes(title="%", range=[0, 105], gridcolor="rgba(128,128,128,0.25)")
+    return fig
