@@ -7,6 +7,7 @@ as tensors (never registers a hook, never writes a weight or buffer) and takes i
     tp["probs"]            # [2, heads, T, T], layers 3 and 14 in that order
     tp.at("probs", 14)     # [heads, T, T]
     trace(lm, ids, interventions=Interventions(rope=False)).logits
+    Interventions(ffn_product_transform=f)   # f(layer, [T, ffn_dim] act(gate) * up) -> the product down_proj reads
 
 Indices are 0-based (layers 0..29, heads 0..8, neurons 0..1535). Per-layer results are numpy float32 arrays
 stacked along a first axis in the order of `layers`; every array is read-only, because results are cached
@@ -49,6 +50,7 @@ LENS_TOP_K = 10
 LENS_ROWS = 256   # lens rows per lm_head product: 256 x 49,152 floats is 50 MB
 
 WeightTransform = Callable[[str, torch.Tensor], torch.Tensor]
+ProductTransform = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,17 @@ class Interventions:
     "layers.{i}.self_attn.{q,k,v,o}_proj", "layers.{i}.mlp.{gate,up,down}_proj" and "lm_head" (the tied
     embedding matrix as the output projection; the input embedding lookup is left as is). It must return a new
     tensor of the same shape and never modify its argument: the argument is the shared weight.
+
+    ffn_product_transform(layer, product) -> product is called in every layer with the FFN's [T, ffn_dim]
+    product act(gate) * up (after any neuron ablation), just before down_proj reads it; recorded "product" is
+    what it returns. Per-token FFN changes (a mixture of experts keeping some neuron groups per token) go
+    here. It returns a new tensor of the same shape and leaves its argument as it is.
     """
     causal_mask: bool = True            # False: every position sees every position, later ones too
     rope: bool = True                   # False: no rotation at all, attention is blind to order
     position_shift: int = 0             # positions start here instead of 0; relative positions unchanged
+    rope_theta: float | None = None     # RoPE base instead of the model's own (default RoPE only); None = the model's
+    position_scale: float = 1.0         # positions multiplied by this (Position Interpolation uses 1/s); 1 = as is
     activation: str = "silu"            # the SwiGLU gate's nonlinearity: "silu", "relu" or "gelu"
     kv_groups: int | None = None        # pool the KV heads into this many (1 = multi-query); None = unchanged
     unit_norm_gain: frozenset[str] = frozenset()         # RMSNorm gains set to 1: "attention", "ffn", "final"
@@ -70,6 +79,7 @@ class Interventions:
     ablate_neurons: frozenset[tuple[int, int]] = frozenset()  # (layer, neuron): act(gate) * up zeroed
     exit_layer: int | None = None       # run only this many layers, then the final norm and lm_head
     weight_transform: WeightTransform | None = None
+    ffn_product_transform: ProductTransform | None = None   # (layer, [T, ffn_dim] product) -> new product
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +148,11 @@ def _check(iv: Interventions, s: _Shape) -> None:
         fail(f"kv_groups must divide the {s.kv_heads} KV heads, got {iv.kv_groups!r}")
     if not (isinstance(iv.position_shift, int) and iv.position_shift >= 0):
         fail(f"position_shift must be a whole number >= 0, got {iv.position_shift!r}")
+    theta = iv.rope_theta
+    if theta is not None and not (isinstance(theta, (int, float)) and 1 < theta < float("inf")):
+        fail(f"rope_theta must be a finite number > 1, got {iv.rope_theta!r}")
+    if not (isinstance(iv.position_scale, (int, float)) and 0 < iv.position_scale < float("inf")):
+        fail(f"position_scale must be a finite number > 0, got {iv.position_scale!r}")
     if not set(iv.unit_norm_gain) <= NORMS:
         fail(f"unit_norm_gain names unknown norms {sorted(set(iv.unit_norm_gain) - NORMS)}; known: {sorted(NORMS)}")
     for what, pairs, count in (("head", iv.ablate_heads, s.heads), ("neuron", iv.ablate_neurons, s.ffn_dim)):
@@ -214,6 +229,23 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + turned * sin
 
 
+def _rope_tables(lm: LiveModel, positions: torch.Tensor, theta: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [T, head_dim] for `positions` [1, T]. The model's own rotary module gives them for its own base
+    (and any rope scaling it has); another base is computed as that module's default RoPE computes its own,
+    inv_freq_i = theta^(-2i/head_dim), so the base the model was trained with yields the same numbers bit for bit."""
+    rotary = lm.model.model.rotary_emb
+    if theta is None:
+        cos, sin = rotary(torch.empty(0), positions)
+        return cos[0], sin[0]
+    if rotary.rope_type != "default":
+        raise ValueError(f"rope_theta replaces default RoPE only; this model uses {rotary.rope_type!r} RoPE")
+    dim = 2 * rotary.inv_freq.shape[0]
+    inv_freq = 1.0 / (float(theta) ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    angles = positions[0].float()[:, None] * inv_freq[None]
+    both = torch.cat((angles, angles), dim=-1)
+    return both.cos() * rotary.attention_scaling, both.sin() * rotary.attention_scaling
+
+
 def _heads(x: torch.Tensor, count: int, head_dim: int) -> torch.Tensor:
     """[T, count * head_dim] -> [count, T, head_dim]."""
     return x.view(x.shape[0], count, head_dim).transpose(0, 1)
@@ -282,11 +314,20 @@ def _ffn(p: _Pass, layer: int, block, x: torch.Tensor) -> torch.Tensor:
     ablated = [n for (l, n) in p.iv.ablate_neurons if l == layer]
     if ablated:
         product[:, ablated] = 0.0    # product is this pass's own tensor: writing into it touches nothing shared
+    if p.iv.ffn_product_transform is not None:
+        product = _transformed_product(p.iv.ffn_product_transform, layer, product)
     for key, value in (("gate", gate), ("up", up), ("act", act), ("product", product)):
         p.keep(layer, key, value)
     down = p.linear(product, f"{name}.down_proj", mlp.down_proj.weight)
     p.keep(layer, "down", down)
     return down
+
+
+def _transformed_product(transform: ProductTransform, layer: int, product: torch.Tensor) -> torch.Tensor:
+    changed = transform(layer, product)
+    if not isinstance(changed, torch.Tensor) or changed.shape != product.shape:
+        raise ValueError(f"ffn_product_transform must return a tensor of shape {tuple(product.shape)}")
+    return changed.to(torch.float32)
 
 
 def _run_layers(p: _Pass, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -361,8 +402,9 @@ def trace(lm: LiveModel, ids: list[int], record: Iterable[str] = (), layers: Ite
         cos = sin = None
         if interventions.rope:
             positions = torch.arange(length)[None] + interventions.position_shift
-            # The model's own rotary module gives cos/sin for any positions (and any rope scaling it has).
-            cos, sin = (t[0] for t in lm.model.model.rotary_emb(torch.empty(0), positions))
+            if interventions.position_scale != 1:
+                positions = positions * float(interventions.position_scale)   # fractional positions
+            cos, sin = _rope_tables(lm, positions, interventions.rope_theta)
         p = _Pass(lm=lm, iv=interventions, shape=s, names=names & LAYER_NAMES,
                   record_at=frozenset(chosen) if names & LAYER_NAMES else frozenset(),
                   lens_at=frozenset(chosen) if names & {"logit_lens", "logit_lens_last"} else frozenset(),

@@ -349,6 +349,33 @@ def test_weight_transforms(lm, ids, base):
         trace(lm, ids, interventions=Interventions(weight_transform=lambda name, w: w[:1]))
 
 
+def test_ffn_product_transform(lm, ids, base):
+    plain = trace(lm, ids, record={"product", "down", "resid_out"})
+    seen = []
+
+    def identity(layer, product):
+        seen.append((layer, tuple(product.shape)))
+        return product.clone()
+
+    same = trace(lm, ids, record={"product", "down", "resid_out"},
+                 interventions=Interventions(ffn_product_transform=identity))
+    np.testing.assert_array_equal(same.logits, plain.logits)      # bit for bit
+    np.testing.assert_array_equal(same["down"], plain["down"])
+    assert seen == [(layer, (len(ids), 1536)) for layer in range(30)]
+
+    def silence_layer_5(layer, product):
+        return torch.zeros_like(product) if layer == 5 else product
+
+    cut = trace(lm, ids, record={"product", "down", "resid_out"},
+                interventions=Interventions(ffn_product_transform=silence_layer_5))
+    assert np.all(cut.at("product", 5) == 0) and np.all(cut.at("down", 5) == 0)   # recorded: what down_proj read
+    np.testing.assert_array_equal(cut["down"][:5], plain["down"][:5])             # earlier layers untouched
+    assert np.abs(cut.at("resid_out", 20) - plain.at("resid_out", 20)).max() > 1e-3
+    assert np.abs(cut.logits - plain.logits).max() > 1e-2
+    with pytest.raises(ValueError, match="shape"):
+        trace(lm, ids, interventions=Interventions(ffn_product_transform=lambda layer, p: p[:, :10]))
+
+
 def test_the_shared_model_is_unchanged(lm, ids, model_before):
     """Last in the file: after every pass above (and one with every intervention at once), not one bit of the
     shared model changed and no hook is registered on it."""
