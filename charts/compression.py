@@ -53,3 +53,27 @@ def weight_histograms(before: np.ndarray, after: np.ndarray, after_name: str, ti
     fig.update_xaxes(title="weight value", gridcolor="rgba(128,128,128,0.2)")
     fig.update_yaxes(title="weights (log scale)", type="log", dtick=1, gridcolor="rgba(128,128,128,0.2)")
     return fig
+
+
+SURVIVAL = ("pruned by both", "kept by magnitude only", "kept by Wanda only", "kept by both")
+SURVIVAL_COLOURS = ("#E0E0E0", OKABE_ITO[1], OKABE_ITO[0], "#3A3A3A")
+
+
+def survival_heatmap(codes: np.ndarray, title: str = "") -> go.Figure:
+    """Each weight of a matrix corner coloured by which pruning method keeps it (codes 0-3, see SURVIVAL)."""
+    scale = []   # four flat bands: a discrete colour per code
+    for i, colour in enumerate(SURVIVAL_COLOURS):
+        scale += [[i / 4, colour], [(i + 1) / 4, colour]]
+    fig = go.Figure(go.Heatmap(z=codes, zmin=-0.5, zmax=3.5, colorscale=scale, showscale=False,
+                               customdata=np.array(SURVIVAL, dtype=object)[codes],
+                               hovertemplate="output %{y}, input %{x}: %{customdata}<extra></extra>"))
+    for name, colour in zip(SURVIVAL, SURVIVAL_COLOURS):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, hoverinfo="skip",
+                                 marker=dict(symbol="square", size=13, color=colour,
+                                             line=dict(color="rgba(128,128,128,0.6)", width=1))))
+    fig.update_layout(**base_layout(title=dict(text=plain(title), x=0, font=dict(size=14)), height=360,
+                                    legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
+                                    margin=dict(l=10, r=10, t=70, b=40)))
+    fig.update_xaxes(title="input feature", showgrid=False, zeroline=False)
+    fig.update_yaxes(title="output row", autorange="reversed", showgrid=False, zeroline=False)
+    return fig

@@ -229,3 +229,13 @@ def linear_weight(lm: LiveModel, name: str) -> torch.Tensor:
     for part in name.split("."):
         module = module[int(part)] if part.isdigit() else getattr(module, part)
     return module.weight
+
+
+def survival_map(lm: LiveModel, name: str, sparsity: float, pattern: str, calibration_ids: tuple[int, ...],
+                 rows: int = 48, cols: int = 96) -> np.ndarray:
+    """Which weights of the top-left corner of one matrix survive: 0 pruned by both methods, 1 kept by
+    magnitude only, 2 kept by Wanda only, 3 kept by both. The masks are computed on whole rows, as pruning does."""
+    weight = linear_weight(lm, name)[:rows]
+    magnitude = make_pruner(lm, sparsity, "magnitude", pattern, ())(name, weight) != 0
+    wanda = make_pruner(lm, sparsity, "wanda", pattern, calibration_ids)(name, weight) != 0
+    return (magnitude.int() + 2 * wanda.int())[:, :cols].numpy()

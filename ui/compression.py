@@ -40,7 +40,7 @@ def quantization_sweep(text: str, granularity: str, scheme: str, group: int) -> 
                      on_step=lambda d, t: ctx.report(d / t, f"{d} of {t} bit widths measured"))
 
     return job_registry().submit(("quantization sweep", tuple(ids), granularity, scheme, group), work,
-                                 title="quantization sweep", budget_s=60)
+                                 title="quantization sweep", budget_s=180)
 
 
 def pruning_sweep(text: str, method: str) -> Job:
@@ -51,7 +51,7 @@ def pruning_sweep(text: str, method: str) -> Job:
         return sweep(model, list(ids), transforms, should_stop=ctx.should_stop,
                      on_step=lambda d, t: ctx.report(d / t, f"{d} of {t} sparsities measured"))
 
-    return job_registry().submit(("pruning sweep", ids, method), work, title="pruning sweep", budget_s=90)
+    return job_registry().submit(("pruning sweep", ids, method), work, title="pruning sweep", budget_s=240)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -62,3 +62,9 @@ def weight_sample(name: str, bits: int, granularity: str, scheme: str, group: in
     q = Quantizer(bits, granularity, scheme, group)(name, w)
     pick = np.random.default_rng(0).choice(w.numel(), size=min(sample, w.numel()), replace=False)
     return w.detach().reshape(-1).numpy()[pick], q.detach().reshape(-1).numpy()[pick]
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def survivors(text: str, name: str, sparsity: float, pattern: str) -> np.ndarray:
+    from engine.compression import survival_map
+    return survival_map(lm(), name, sparsity, pattern, ids_of(text))
