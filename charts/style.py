@@ -15,3 +15,10 @@ def base_layout(**extra) -> dict:
                   plot_bgcolor="rgba(0,0,0,0)", hoverlabel=dict(font_size=13))
     layout.update(extra)
     return layout
+
+
+def legend_below(fig, bottom: int = 60) -> None:
+    """A horizontal legend under the plot: on a narrow window a long legend wraps downwards there instead of
+    growing over the title (plotly widens the bottom margin to fit it)."""
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, xanchor="left"),
+                      margin=dict(l=10, r=10, t=50, b=bottom))
