@@ -62,8 +62,12 @@ def _warm() -> None:
 
 @st.cache_resource(show_spinner=False)
 def umap_warmup() -> threading.Thread:
-    """Compile UMAP's numba code once per server, in the background (about 9 s of one core)."""
-    thread = threading.Thread(target=_warm, name="umap-warmup", daemon=True)
+    """Compile UMAP's numba code once per server, in the background (about 9 s of one core).
+
+    Not a daemon thread: a process that ends while numba is compiling in a daemon thread can abort in LLVM
+    at interpreter exit (seen in short test runs, exit codes 134 and 139). Python waits for a non-daemon thread
+    before it shuts down, so the compile finishes first: a few seconds' delay, and only near a server's start."""
+    thread = threading.Thread(target=_warm, name="umap-warmup", daemon=False)
     thread.start()
     return thread
 
