@@ -1,18 +1,24 @@
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from charts.decoding import diversity_curve
+from charts.sampling import survivor_bars
+from engine.sampling import sampling_filter
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
+from ui.cached import next_token
 from ui.diversity import SWEEP_TEMPERATURES, diversity, sweep_job
 from ui.inputs import stop_if_empty, whole_number_input
 from ui.jobs import follow
 from ui.layout import metric_row
+from ui.sampling import chart_label, filter_statuses, token_texts
 from ui.text import described_metric, escape_markdown
 
 PROMPT_KEY = "prompt"
+FIRST_DRAW_SHOWN = 20
 DEFAULT_PROMPT = "My favourite thing about the weekend is"
 PRESETS = ["My favourite thing about the weekend is", "The old lighthouse keeper opened the door and saw",
            "A good name for a pet turtle is"]
@@ -64,6 +70,24 @@ with concept_page("sampling"):
     described_metric(m[3], "Token probability", f"{100 * point.mean_token_prob:.0f}%",
                      "the model's own p, averaged", help="For every sampled token, the probability the model gave "
                                                          "it at T = 1: high T reaches into the unlikely tail.")
+
+    st.subheader("Where the first token of every sample is drawn from", anchor=False)
+    logits = next_token(prompt).logits
+    result = sampling_filter(logits, t, 0, top_p)
+    order = np.argsort(-logits, kind="stable")[:FIRST_DRAW_SHOWN]
+    tokens = token_texts(tuple(int(i) for i in order))
+    show_chart(figure(survivor_bars, [chart_label(x) for x in tokens], [int(i) for i in order],
+                      result.scaled[order], filter_statuses(result, order), result.final[order],
+                      np.cumsum(result.scaled[order]),
+                      title=f"The model's top {len(order)} next tokens at T = {t:g}"
+                            + (f", top-p = {top_p:g}" if top_p < 1 else "")),
+               partial(pd.DataFrame, {"token": tokens, "token_id": order, "logit": logits[order],
+                                      "probability_at_T": result.scaled[order],
+                                      "sampled_probability": result.final[order]}),
+               name="first-draw", key="first_draw_chart")
+    st.caption(f"Every sample's first token is one draw from the green diamonds: {result.survivors:,} tokens "
+               f"can be drawn, holding {100 * result.kept_mass:.1f}% of the mass at this temperature. "
+               "Each later token is drawn the same way from the model's prediction after the text so far.")
 
     st.subheader("Diversity against temperature", anchor=False)
     sweep = follow(sweep_job(prompt, samples, length, seed, top_p), what="temperature sweep")

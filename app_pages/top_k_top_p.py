@@ -5,11 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from charts.sampling import entropy_by_position, survivor_bars
-from engine.sampling import FilterResult, entropy_bits, sampling_filter
+from engine.sampling import entropy_bits, sampling_filter
 from engine.tokens import decode, visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
-from ui.sampling import Steps, chart_label, steps, token_texts
+from ui.sampling import Steps, chart_label, filter_statuses, steps, token_texts
 from ui.text import escape_markdown
 from ui.inputs import ranged_slider, stop_if_empty
 
@@ -17,14 +17,6 @@ TEXT_KEY = "text"
 DEFAULT_TEXT = "The capital of France is Paris. My favourite city is"
 SHOWN = 30           # candidates drawn per step
 MAX_TOKENS = 128     # one forward pass keeps 128 x 49,152 logits in memory
-
-
-def statuses(result: FilterResult, ids: np.ndarray) -> list[str]:
-    """For each token: "kept", or the first filter in the chain that removed it."""
-    if result.temperature <= 0:
-        return ["kept" if result.keep[i] else "greedy" for i in ids]
-    return ["kept" if result.keep[i] else "top-k" if not result.after_top_k[i]
-            else "top-p" if not result.after_top_p[i] else "min-p" for i in ids]
 
 
 def context_tail(s: Steps, position: int, chars: int = 36) -> str:
@@ -38,7 +30,7 @@ def step_panel(s: Steps, position: int, heading: str, colour: str, t: float, k: 
     result = sampling_filter(logits, t, k, p, min_p)
     order = np.argsort(-logits, kind="stable")[:SHOWN]  # T keeps the ranking, so this is the rank at any T
     texts = token_texts(tuple(int(i) for i in order))
-    status = statuses(result, order)
+    status = filter_statuses(result, order)
     cumulative = np.cumsum(result.scaled[order])
     vocab = logits.size
 

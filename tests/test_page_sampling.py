@@ -39,8 +39,13 @@ def test_share_link_at_zero_temperature_is_greedy_and_the_sweep_arrives(lm):
     assert_no_exception(at)
     assert shown_samples(at, prompt) == [generate(lm, prompt, 6).new_text] * 3
     assert metric(at, "Different samples") == "1 of 3"
-    run_until(at, lambda a: bool(a.get("plotly_chart")))
-    curve = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    first_draw = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    greedy_first = generate(lm, prompt, 1).new_ids[0]
+    kept = next(trace for trace in first_draw if trace["name"] == "kept")
+    assert [row[0] for row in kept["customdata"]] == [greedy_first]   # T = 0: only the argmax can be drawn
+    assert first_draw[-1]["x"] == pytest.approx([100.0])             # ...with all the probability
+    run_until(at, lambda a: len(a.get("plotly_chart")) == 2)
+    curve = json.loads(at.get("plotly_chart")[1].proto.spec)["data"]
     assert curve[0]["x"] == [0.0, 0.3, 0.6, 0.9, 1.2, 1.5, 2.0]
     assert curve[1]["y"][0] == pytest.approx(100.0, abs=1e-3)       # T = 0: identical samples, similarity 1
     assert curve[0]["y"][-1] > curve[0]["y"][0]                     # more distinct pairs at T = 2 than at T = 0

@@ -11,7 +11,7 @@ import streamlit as st
 
 from engine.forward import forward
 from engine.generation import softmax
-from engine.sampling import apply_temperature, entropy_bits
+from engine.sampling import FilterResult, apply_temperature, entropy_bits
 from engine.tokens import decode_each, token_ids, visible
 from ui.cached import next_token
 from ui.models import lm
@@ -77,3 +77,11 @@ def chart_label(token_text: str, limit: int = 18) -> str:
     """A token as a chart label: whitespace made visible, very long tokens shortened with an ellipsis."""
     label = visible(token_text)
     return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
+def filter_statuses(result: FilterResult, ids: np.ndarray) -> list[str]:
+    """For each token: "kept", or the first filter in the chain that removed it."""
+    if result.temperature <= 0:
+        return ["kept" if result.keep[i] else "greedy" for i in ids]
+    return ["kept" if result.keep[i] else "top-k" if not result.after_top_k[i]
+            else "top-p" if not result.after_top_p[i] else "min-p" for i in ids]
