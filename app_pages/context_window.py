@@ -15,24 +15,10 @@ from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.jobs import follow
 from ui.inputs import word_input
-from ui.long_context import (COST_BUDGET_S, DEFAULT_LONGEST, LENGTH_CAP, NEEDLE_DEPTHS, NEEDLE_LENGTHS,
+from ui.long_context import (COST_BUDGET_S, DEFAULT_LONGEST, DEFAULT_TEXT, LENGTH_CAP, NEEDLE_DEPTHS, NEEDLE_LENGTHS,
                              context_cost_job, context_experiment_job, needle_job)
 from ui.text import human_bytes, short_tokens, wrapping_metric
 
-DEFAULT_TEXT = (
-    "Marta Okonkwo ran the lighthouse on Gull Island for thirty-one years. She kept a logbook in green ink, she "
-    "fed a one-eyed cat called Pilot, and every winter she repainted the red stripe on the tower by hand. The "
-    "supply boat came from the harbour town of Kessing on the first Monday of each month, skippered by a quiet "
-    "man named Idris Vale, who brought flour, lamp oil, newspapers and, once a year, a crate of oranges.\n\n"
-    "In the autumn of 1987 a storm tore the radio mast off the gallery. For nine days the island could not call "
-    "the mainland. Marta rationed the lamp oil, burned driftwood in the stove, and wrote every hour in the green "
-    "logbook so that someone would know what had happened if she did not come back. On the tenth day the wind "
-    "dropped, and a small blue boat appeared on the horizon.\n\n"
-    "Years later, when the lighthouse was automated and Marta moved to the mainland, a reporter from Kessing "
-    "asked her what she remembered most about the storm. She did not talk about the waves or the cold. She said "
-    "that on the tenth morning she climbed the tower, saw the blue boat, and knew at once who was steering it, "
-    "because only one skipper ever came in that close to the rocks. It was Idris Vale, and he had brought a crate"
-    " of oranges two months early. Pilot the cat, she added, ate half of one.")
 MAX_TOKENS = 512
 LENGTHS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 AGAIN_FLAG = "_context_measure_again"
@@ -46,16 +32,15 @@ def window_section() -> None:
     config, spec, element = model.model.config, live_spec(model), live_element_size(model)
     window = config.max_position_embeddings
     row = st.container(horizontal=True, gap="large")   # wraps on a narrow window
-    a = b = c = d = row
-    wrapping_metric(a, "Context window", f"{window:,} tokens", "max_position_embeddings",
+    wrapping_metric(row, "Context window", f"{window:,} tokens", "max_position_embeddings",
                      "Read from the live model's config: the longest sequence it was trained for.")
-    wrapping_metric(b, "Positions", "RoPE", f"rotary, θ = {model.card.rope_theta:,.0f}",
+    wrapping_metric(row, "Positions", "RoPE", f"rotary, θ = {model.card.rope_theta:,.0f}",
                      "Rotary position embeddings: the attention score depends on the distance between two tokens.")
-    wrapping_metric(c, "KV cache per token", f"{kv_bytes_per_token(spec, element):,.0f} B",
+    wrapping_metric(row, "KV cache per token", f"{kv_bytes_per_token(spec, element):,.0f} B",
                      f"2 × {spec.layers} × {spec.kv_heads} × {spec.head_dim} × {element} bytes",
                      "Keys and values of every layer for one token, at this app's float32.")
     full = kv_cache_bytes(spec, element, window)
-    wrapping_metric(d, f"Cache at {window:,} tokens", human_bytes(full),
+    wrapping_metric(row, f"Cache at {window:,} tokens", human_bytes(full),
                      f"{full / (model.card.parameters * element):.0%} of the weights",
                      "One sequence filling the whole window, by the formula; the measurement below checks it.")
     specs = [spec, *PUBLISHED]
@@ -95,19 +80,18 @@ def cost_section() -> None:
     points, first = costs.points, costs.points[0]
     last = points[-1]
     row = st.container(horizontal=True, gap="large")   # wraps on a narrow window
-    a = b = c = d = row
-    wrapping_metric(a, f"Prefill of {last.length:,} tokens", f"{last.prefill_seconds:.2f} s",
+    wrapping_metric(row, f"Prefill of {last.length:,} tokens", f"{last.prefill_seconds:.2f} s",
                      f"{last.prefill_seconds / first.prefill_seconds:.1f}× the {first.length}-token time",
                      f"The length grew {last.length // first.length}×. One forward pass over the whole prompt.")
-    wrapping_metric(b, "Per prompt token", f"{last.prefill_ms_per_token:.2f} ms",
+    wrapping_metric(row, "Per prompt token", f"{last.prefill_ms_per_token:.2f} ms",
                      f"{first.prefill_ms_per_token:.2f} ms at {first.length}",
                      "Prefill time divided by the length. Flat would mean linear cost; rising means attention's "
                      "quadratic part is showing.")
-    wrapping_metric(c, f"Decode at {last.length:,}", f"{last.decode_ms:.0f} ms per token",
+    wrapping_metric(row, f"Decode at {last.length:,}", f"{last.decode_ms:.0f} ms per token",
                      f"{first.decode_ms:.0f} ms at {first.length}", "Median of 4 decode steps after the prefill: "
                      "one new token attending over the whole cache.")
     exact = all(p.kv_bytes == p.kv_formula_bytes for p in points)
-    wrapping_metric(d, f"Cache at {last.length:,}", human_bytes(last.kv_bytes),
+    wrapping_metric(row, f"Cache at {last.length:,}", human_bytes(last.kv_bytes),
                      "= formula ✓" if exact else "≠ formula ✗", "Summed over the real key and value tensors "
                      "after the prefill, compared with 2 × layers × KV heads × head size × bytes × tokens.")
     spec, element = live_spec(model), live_element_size(model)
@@ -151,14 +135,13 @@ def experiment_section(text: str) -> None:
         return
     curve, shifts = experiment.curve, experiment.shifts
     row = st.container(horizontal=True, gap="large")   # wraps on a narrow window
-    a = b = c = row
-    wrapping_metric(a, "Perplexity, 1 earlier token", f"{curve.least:.1f}",
+    wrapping_metric(row, "Perplexity, 1 earlier token", f"{curve.least:.1f}",
                      f"the last {scored} tokens", "exp(mean negative log-likelihood) of the scored tokens when "
                      "the model is given a single token before them.")
-    wrapping_metric(b, f"Perplexity, all {curve.contexts[-1]:,} earlier", f"{curve.full:.1f}",
+    wrapping_metric(row, f"Perplexity, all {curve.contexts[-1]:,} earlier", f"{curve.full:.1f}",
                      f"{curve.least / curve.full:.1f}× lower", "The same tokens with the whole text before them.")
     best = int(np.argmin(curve.perplexities))
-    wrapping_metric(c, "Lowest at", f"{curve.contexts[best]:,} tokens", f"perplexity {curve.perplexities[best]:.1f}",
+    wrapping_metric(row, "Lowest at", f"{curve.contexts[best]:,} tokens", f"perplexity {curve.perplexities[best]:.1f}",
                      "More context usually helps, but not always: a distant passage can also mislead.")
     show_chart(figure(perplexity_vs_context, list(curve.contexts), list(curve.perplexities), scored,
                       title=f"Perplexity of your text's last {scored} tokens vs earlier text given"),
@@ -218,15 +201,14 @@ def needle_section() -> None:
     depth = float(str(depth_label).rstrip("%")) / 100 if str(depth_label).rstrip("%").isdigit() else 0.5
     cell = grid.cell(max(c.haystack_tokens for c in grid.cells), depth) or grid.cells[-1]
     row = st.container(horizontal=True, gap="large")   # wraps on a narrow window
-    a = b = c = row
-    wrapping_metric(a, "Found", f"{sum(x.found for x in grid.cells)} of {len(grid.cells)} cells",
+    wrapping_metric(row, "Found", f"{sum(x.found for x in grid.cells)} of {len(grid.cells)} cells",
                      "every answer token the top choice", "Teacher forcing: the answer is appended and each of its "
                      "tokens must be the model's most likely next token.")
     worst = min(grid.cells, key=lambda x: x.answer_probability)
-    wrapping_metric(b, "Lowest P(answer)", f"{worst.answer_probability:.2f}", f"{worst.haystack_tokens} tokens, "
+    wrapping_metric(row, "Lowest P(answer)", f"{worst.answer_probability:.2f}", f"{worst.haystack_tokens} tokens, "
                      f"depth {100 * worst.depth:.0f}%", "The probability of the whole answer, token by token.")
     span = cell.needle[1] - cell.needle[0]
-    wrapping_metric(c, "Attention on the needle", f"{100 * cell.needle_share:.1f}%",
+    wrapping_metric(row, "Attention on the needle", f"{100 * cell.needle_share:.1f}%",
                      f"its {span} tokens are {100 * span / cell.answer_start:.1f}% of the prompt",
                      "Mean over 30 layers and 9 heads of the answer step's attention on the needle sentence.")
     show_chart(figure(needle_heatmap, list(grid.lengths), list(grid.depths), probs, found,

@@ -14,6 +14,22 @@ from engine.long_context import (ContextCosts, ContextCurve, NeedleGrid, ShiftCh
 from engine.tokens import token_ids
 from ui.models import lm
 
+# The context experiment's default text: its end refers back to its beginning.
+DEFAULT_TEXT = (
+    "Marta Okonkwo ran the lighthouse on Gull Island for thirty-one years. She kept a logbook in green ink, she "
+    "fed a one-eyed cat called Pilot, and every winter she repainted the red stripe on the tower by hand. The "
+    "supply boat came from the harbour town of Kessing on the first Monday of each month, skippered by a quiet "
+    "man named Idris Vale, who brought flour, lamp oil, newspapers and, once a year, a crate of oranges.\n\n"
+    "In the autumn of 1987 a storm tore the radio mast off the gallery. For nine days the island could not call "
+    "the mainland. Marta rationed the lamp oil, burned driftwood in the stove, and wrote every hour in the green "
+    "logbook so that someone would know what had happened if she did not come back. On the tenth day the wind "
+    "dropped, and a small blue boat appeared on the horizon.\n\n"
+    "Years later, when the lighthouse was automated and Marta moved to the mainland, a reporter from Kessing "
+    "asked her what she remembered most about the storm. She did not talk about the waves or the cold. She said "
+    "that on the tenth morning she climbed the tower, saw the blue boat, and knew at once who was steering it, "
+    "because only one skipper ever came in that close to the rocks. It was Idris Vale, and he had brought a crate"
+    " of oranges two months early. Pilot the cat, she added, ate half of one.")
+
 COST_BUDGET_S = 90
 CURVE_BUDGET_S = 90
 LENGTH_CAP = 2048       # a 2,048-token prefill holds a core for several seconds on this CPU; 8,192 would take minutes
