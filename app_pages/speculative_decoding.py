@@ -117,8 +117,9 @@ with concept_page("speculative-decoding"):
         described_metric(c, "Full-model passes", f"{run.full_model_passes}", f"greedy needs {len(result.greedy_ids)}",
                          "After reading the prompt: one verification pass per round here, one pass per token for greedy.")
         described_metric(d, "Measured speed-up", f"{result.speedup:.2f}×",
-                         f"greedy {result.greedy_s:.2f} s ÷ speculative {run.total_s:.2f} s",
-                         "Both runs timed on this server just now (prefill included). Below 1× means slower.")
+                         f"{result.greedy_s:.2f} s ÷ {run.total_s:.2f} s",
+                         "Greedy's time ÷ speculative's time, both timed on this server just now (prefill "
+                         "included). Below 1× means slower.")
 
         per_pass = result.greedy_s / max(len(result.greedy_ids), 1)
         verify = run.verify_s / max(run.full_model_passes, 1)
@@ -148,7 +149,7 @@ with concept_page("speculative-decoding"):
                        "verify_ms": [1000 * r.verify_s for r in rounds]}),
                    name="speculative-rounds", key="rounds_chart")
 
-        note, button = st.columns([4, 1], vertical_alignment="center")
+        note, button = st.columns([3, 1.2], vertical_alignment="center")
         measured = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.measured_at))
         note.caption(f":material/schedule: Measured at {measured} on this server's shared CPU and stored for these "
                      "settings, so a shared link shows the same run. Timings move with the server's load; the tokens, "
