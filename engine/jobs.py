@@ -154,6 +154,26 @@ class JobRegistry:
         with self._lock:
             return len(self._finished)
 
+    def cancel_all(self, timeout_s: float = 30.0) -> int:
+        """Stop every queued or running job, wait for them to end, and forget them; returns how many.
+
+        For a process's leftovers (a test whose page started a sweep it never waited for): the jobs hold the
+        CPU gate, and what they made is a partial result nobody asked for, so none of it is kept.
+        """
+        with self._lock:
+            jobs = list(self._active.values())
+        for job in jobs:
+            job.request_stop()
+        deadline = time.monotonic() + timeout_s
+        for job in jobs:   # queued ones start, see the stop at their first check, and end at once
+            while not job.finished and time.monotonic() < deadline:
+                time.sleep(0.01)
+        with self._lock:
+            for job in jobs:
+                if self._finished.get(job.key) is job:
+                    del self._finished[job.key]
+        return len(jobs)
+
     def _run(self, job: Job, work: Callable[[JobContext], Any]) -> None:
         with self._lock:
             self._queue.remove(job)
@@ -196,3 +216,10 @@ def job_registry() -> JobRegistry:
 
             _registry = JobRegistry(workers=configure_torch().slots)
         return _registry
+
+
+def cancel_all_jobs() -> int:
+    """Stop and forget every queued or running job of the process's registry (none if it was never made)."""
+    with _registry_lock:
+        registry = _registry
+    return registry.cancel_all() if registry is not None else 0

@@ -92,3 +92,26 @@ def test_a_failing_job_reports_a_short_error_and_the_pool_keeps_working():
     retried = wait_finished(registry.submit("bad", lambda ctx: "fine now", title="bad", budget_s=5))
     assert retried is not failed and retried.result == "fine now"   # asking again runs it again
     assert wait_finished(registry.submit("good", lambda ctx: 42, title="good", budget_s=5)).result == 42
+
+
+def test_cancel_all_stops_running_and_queued_jobs_and_keeps_none_of_their_results():
+    registry = JobRegistry(workers=1)
+
+    def count(ctx):
+        n = 0
+        while not ctx.should_stop():
+            n += 1
+            time.sleep(0.01)
+        return n
+
+    done = wait_finished(registry.submit("done", lambda ctx: "kept", title="done", budget_s=5))
+    running = registry.submit("running", count, title="running", budget_s=60)
+    queued = registry.submit("queued", count, title="queued", budget_s=60)
+    time.sleep(0.05)
+    started = time.monotonic()
+    assert registry.cancel_all() == 2
+    assert time.monotonic() - started < 2 and running.finished and queued.finished
+    assert registry.get("running") is None and registry.get("queued") is None
+    assert registry.get("done") is done              # a result someone waited for stays
+    again = registry.submit("running", count, title="running", budget_s=0.1)
+    assert again is not running                      # the next request runs afresh
