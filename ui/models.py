@@ -15,6 +15,13 @@ from engine.encoder import LiveEncoder, load_encoder
 from engine.live_model import LiveModel, load_live_model
 from engine.model_source import ModelUnavailable
 
+# transformers resolves its names lazily on first use. Two threads resolving them at once (a page loading
+# SmolLM2 while a job builds the baby GPT) can see a half-imported module and fail with "cannot import name
+# 'AutoModelForCausalLM'". Resolving every name the engine uses here, once, in the thread that imports the
+# app's pages, settles them before any job thread starts.
+from transformers import (AttentionInterface, AutoModel, AutoModelForCausalLM, AutoTokenizer,  # noqa: E402,F401
+                          DynamicCache, LlamaConfig, LlamaForCausalLM)
+
 T = TypeVar("T")
 
 
