@@ -12,6 +12,12 @@ SmolLM2.
   size, clipping, weight decay and dropout are arguments, so every training page reuses it.
 - `smollm_step`: one gradient step on a private copy of SmolLM2's last block, per-layer gradient norms through
   a gradient-enabled view of the shared weights, and a loss-surface slice around the real weights.
+- `optimizer_race`: SGD, momentum, Adam and AdamW walked on 2-D surfaces with the lab's own optimizers, and the
+  baby GPT raced with each from the same weights on the same batches.
+- `scaling`: the Hoffmann and Epoch scaling laws, and the compute-optimal split of a FLOP budget (C = 6ND).
+- `dropout`: seeded dropout masks on SmolLM2's FFN through the traced forward, pass by pass.
+- `top_tuning`: the top blocks of SmolLM2 trained cheaply on cached inputs, as a peft LoRA adapter or in full.
+- `sft`: chat-template labels with the prompt masked (-100), and a few SFT steps on a private last block.
 
 Nothing here touches the shared model's weights, and nothing imports Streamlit.
 """
