@@ -70,9 +70,11 @@ with concept_page("model-formats"):
         st.code(field_value(gg, "tokenizer.chat_template"), language="jinja2")
 
     st.subheader("The tensor directory", anchor=False)
-    shown_type = st.selectbox("Show tensors of type", TYPE_FILTER, key="type", bind="query-params",
-                              help="Q4_1: 4-bit with a scale and a minimum per 32 weights. Q8_0: 8-bit with a "
-                                   "scale per 32. F32: unquantized (the small norm gains).")
+    shown_type = st.segmented_control("Show tensors of type", TYPE_FILTER, default=TYPE_FILTER[0], key="type",
+                                      bind="query-params",
+                                      help="Q4_1: 4-bit with a scale and a minimum per 32 weights. Q8_0: 8-bit "
+                                           "with a scale per 32. F32: unquantized (the small norm gains).")
+    shown_type = shown_type if shown_type in TYPE_FILTER else TYPE_FILTER[0]   # deselected, or an odd link
     listed = [e for e in entries if shown_type == "all types" or e.type_name == shown_type]
     st.dataframe(pd.DataFrame({"name": [e.name for e in listed], "type": [e.type_name for e in listed],
                                "dims (ne0 first)": [" × ".join(map(str, e.dims)) for e in listed],
