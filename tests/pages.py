@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,11 @@ def plotly_array(value) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in value], dtype=np.float64) \
         if not (value and isinstance(value[0], list)) else \
         np.array([[np.nan if v is None else v for v in row] for row in value], dtype=np.float64)
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The plotly spec of the chart shown with `key` (show_chart's key), or a failure naming the key."""
+    for c in at.get("plotly_chart"):
+        if c.proto.id.endswith(f"-{key}"):
+            return json.loads(c.proto.spec)
+    raise AssertionError(f"no chart {key}")

@@ -1,24 +1,16 @@
 """The gradient-descent page: one real step on SmolLM2's last block lowers the loss on the sentence it was taken
 on (numbers recomputed from the engine), the per-block gradients, the loss line through the step, a baby GPT."""
-import json
 
 import numpy as np
 import pytest
 
 from engine.tokens import token_ids
 from engine.training.smollm_step import gradient_steps, layer_gradients
-from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
+from tests.pages import assert_no_exception, chart, open_page, plotly_array, run_until, shown_text
 
 DEFAULT_TEXT = "My neighbour's dog is called Biscuit, and he barks at the postman every single morning."
 DEFAULT_OTHER = "The capital of France is Paris, and the capital of Italy is Rome."
 QUIET = {"train": "false"}   # the baby GPT's run is the pretraining page's default run; not needed here
-
-
-def chart(at, key):
-    for c in at.get("plotly_chart"):
-        if c.proto.id.endswith(f"-{key}"):
-            return json.loads(c.proto.spec)
-    raise AssertionError(f"no chart {key}")
 
 
 def metric(at, label_start):

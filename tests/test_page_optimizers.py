@@ -1,7 +1,6 @@
 """The optimizers page: the 2-D paths shown are the engine's torch.optim paths; the race's four runs start from
 the same weights and read the same batches (identical step-0 loss, equal digests, recomputed independently);
 with no weight decay AdamW's run is Adam's; the optimizer-state sizes are read from the live model."""
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -9,18 +8,11 @@ import pytest
 
 from engine.training.lab import OPTIMIZER_NAMES, OPTIMIZERS, RunConfig, train
 from engine.training.optimizer_race import SURFACES, race_configs, surface_path
-from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
+from tests.pages import assert_no_exception, chart, open_page, plotly_array, run_until, shown_text
 from ui.text import human_bytes
 
 QUIET = {"train": "false"}
 SHORT = {"sgd": "SGD", "momentum": "Momentum", "adam": "Adam", "adamw": "AdamW"}
-
-
-def chart(at, key):
-    for c in at.get("plotly_chart"):
-        if c.proto.id.endswith(f"-{key}"):
-            return json.loads(c.proto.spec)
-    raise AssertionError(f"no chart {key}")
 
 
 def metric(at, label_start):

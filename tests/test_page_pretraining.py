@@ -1,6 +1,5 @@
 """The pretraining page: the reader's text as shifted (input, target) pairs with SmolLM2's live loss, a baby GPT
 trained from scratch whose loss starts near ln V and falls, and the tokens-per-parameter map."""
-import json
 import math
 from dataclasses import replace
 
@@ -11,16 +10,9 @@ from engine.loss import token_losses
 from engine.tokens import decode_each, token_ids, visible
 from engine.training.corpus import load_corpus
 from engine.training.lab import RunConfig, train
-from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
+from tests.pages import assert_no_exception, chart, open_page, plotly_array, run_until, shown_text
 
 DEFAULT_TEXT = "Pretraining needs no labels: every word of a text is the answer to the words that came before it."
-
-
-def chart(at, key):
-    for c in at.get("plotly_chart"):
-        if c.proto.id.endswith(f"-{key}"):
-            return json.loads(c.proto.spec)
-    raise AssertionError(f"no chart {key}")
 
 
 def metric(at, label_start):
