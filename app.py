@@ -4,11 +4,11 @@ import logging
 import streamlit as st
 
 from concepts import load_catalogue
-from engine.memory import limit_malloc_arenas, start_heap_trimmer
+from engine.runtime.memory import limit_malloc_arenas, start_heap_trimmer
 from ui.embeddings import umap_warmup
 from ui.home import render_home
 
-# Bounded memory under many readers: every script run is a new thread (engine/memory.py says why).
+# Bounded memory under many readers: every script run is a new thread (engine/runtime/memory.py says why).
 limit_malloc_arenas()
 start_heap_trimmer()
 

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.activations import curves, gate_histogram, layer_shares, swiglu_surface, token_losses
-from engine.activations import FUNCTIONS, NEAR_ZERO, SWAPPABLE, swiglu
+from engine.inside.activations import FUNCTIONS, NEAR_ZERO, SWAPPABLE, swiglu
 from ui import concept_page, lm, prompt_input
 from ui.activations import MAX_TOKENS, gate_histograms, swap
 from ui.charts import figure, show_chart

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.decoding import beam_tree
-from engine.decoding import distinct_ngrams, length_normalised
-from engine.tokens import visible
+from engine.decoding.strategies import distinct_ngrams, length_normalised
+from engine.tokens.offsets import visible
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.decoding import beam, greedy, pieces, text_of

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.benchmarks import accuracy_bars, item_scores as item_chart, token_logprobs
-from engine.benchmarks import LETTERS, VARIANTS, accuracy, cloze_prompt, letter_prompt, load_items, load_passages
-from engine.jobs import JobState
+from engine.using.benchmarks import LETTERS, VARIANTS, accuracy, cloze_prompt, letter_prompt, load_items, load_passages
+from engine.runtime.jobs import JobState
 from ui import concept_page, prompt_input
 from ui.benchmarks import item_scores, item_table, reading, set_job, variant_label
 from ui.charts import figure, show_chart

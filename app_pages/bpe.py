@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.bpe import merge_chips, pair_bars, rank_scatter, tokens_per_word_curve
-from engine.bpe import BYTE_ALPHABET, MAX_MERGES, MIN_PAIR_COUNT, compare_ranks
+from engine.tokens.bpe import BYTE_ALPHABET, MAX_MERGES, MIN_PAIR_COUNT, compare_ranks
 from ui import concept_page, lm, prompt_input, samples
 from ui.bpe import (library_tokens, pair_label, piece_label, replayed_segments, segment_chips, smollm2_merges,
                     training)

@@ -6,8 +6,8 @@ import streamlit as st
 
 from charts.causal import attention_map, mask_matrix, next_token_probability, sink_by_layer
 from charts.distributions import next_token_bars
-from engine.causal_mask import even_first_token_share, first_token_share, later_share, next_token_share
-from engine.tokens import visible
+from engine.inside.causal_mask import even_first_token_share, first_token_share, later_share, next_token_share
+from engine.tokens.offsets import visible
 from ui import concept_page, prompt_input
 from ui.causal import MAX_TOKENS, future_edit_section, mask_comparison, perplexities
 from ui.charts import figure, show_chart

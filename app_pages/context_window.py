@@ -8,9 +8,9 @@ import streamlit as st
 from charts.labels import plain
 from charts.long_context import (needle_attention, needle_heatmap, perplexity_vs_context, prefill_and_cache,
                                  window_sizes)
-from engine.kv_cache import (DTYPE_BYTES, GB, PUBLISHED, kv_bytes_per_token, kv_cache_bytes, live_element_size,
+from engine.serving.kv_cache import (DTYPE_BYTES, GB, PUBLISHED, kv_bytes_per_token, kv_cache_bytes, live_element_size,
                              live_spec)
-from engine.tokens import decode, decode_each, token_ids, visible
+from engine.tokens.offsets import decode, decode_each, token_ids, visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.jobs import follow

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.batching import gantt, latency_bars, step_times as step_times_chart
-from engine.batching import CONTINUOUS, STATIC, percentile
-from engine.workload import STEP_REPEATS
+from engine.serving.batching import CONTINUOUS, STATIC, percentile
+from engine.serving.workload import STEP_REPEATS
 from ui import concept_page
 from ui.charts import figure, show_chart
 from ui.inputs import whole_number_input

@@ -7,7 +7,7 @@ import streamlit as st
 
 from charts.loss import FIRST_TOKEN_FILL, loss_bars, loss_legend
 from charts.tokens import token_chips
-from engine.tokens import visible
+from engine.tokens.offsets import visible
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import ranged_slider, stop_if_empty

@@ -5,9 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from charts.distillation import gradient_curves, learning_curves, soft_target_bars
-from engine.distillation import (Setup, distillation_loss, gradient_sizes, log_soft, middle_block, reverse_kl,
+from engine.training.distillation import (Setup, distillation_loss, gradient_sizes, log_soft, middle_block, reverse_kl,
                                  soft_targets)
-from engine.tokens import visible
+from engine.tokens.offsets import visible
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.distillation import (MAX_TOKENS, gradient_curve, ids_of, starting_position, student_logits, teacher_layers,

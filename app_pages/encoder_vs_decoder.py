@@ -6,8 +6,8 @@ import streamlit as st
 
 from charts.causal import attention_map, vector_strips
 from charts.distributions import next_token_bars
-from engine.causal_mask import first_token_share, later_share
-from engine.tokens import visible
+from engine.inside.causal_mask import first_token_share, later_share
+from engine.tokens.offsets import visible
 from ui import concept_page, encoder, lm, prompt_input
 from ui.attention import captured
 from ui.cached import next_token

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.neurons import ablation_bars, along_text, logit_effect_bars, neuron_values, parameter_bars
-from engine.neurons import neuron_examples
-from engine.tokens import visible
+from engine.inside.neurons import neuron_examples
+from engine.tokens.offsets import visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.feed_forward import MAX_TOKENS, activations, corpus_job, silencing, split, written

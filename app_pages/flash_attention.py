@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.flash_attention import cost_curves, running_state, tile_map
-from engine.flash_attention import BLOCK_SIZES, max_abs_difference, naive_attention, tiled_attention
-from engine.tokens import visible
+from engine.inside.flash_attention import BLOCK_SIZES, max_abs_difference, naive_attention, tiled_attention
+from engine.tokens.offsets import visible
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.flash_attention import SWEEP_BUDGET_S, attention_map, cost_job, head_data

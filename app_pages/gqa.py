@@ -5,8 +5,8 @@ import streamlit as st
 
 from charts.gqa import head_distances, sharing_diagram, sibling_maps, token_surprise
 from charts.kv_cache import memory_vs_context
-from engine.gqa import attention_variants, query_groups, sibling_summary
-from engine.kv_cache import GB, PUBLISHED, kv_bytes_per_token, kv_cache_bytes, live_element_size, live_spec
+from engine.inside.gqa import attention_variants, query_groups, sibling_summary
+from engine.serving.kv_cache import GB, PUBLISHED, kv_bytes_per_token, kv_cache_bytes, live_element_size, live_spec
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.gqa import MAX_TOKENS, distances, layer_probs, mqa_tensor_bytes, pooling_cost, token_labels

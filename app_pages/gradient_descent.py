@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.training import layer_gradients, loss_line, loss_surface, token_loss_change
-from engine.tokens import visible
+from engine.tokens.offsets import visible
 from engine.training.corpus import load_corpus
 from engine.training.lab import OPTIMIZER_NAMES, OPTIMIZERS, SUGGESTED_LR, RunConfig, with_optimizer
 from ui import concept_page, lm, prompt_input

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.hallucination import meaning_groups, similarity_grid, token_confidence
-from engine.semantic_entropy import cluster_sizes, meaning_clusters, semantic_entropy_bits
-from engine.tokens import decode
+from engine.decoding.semantic_entropy import cluster_sizes, meaning_clusters, semantic_entropy_bits
+from engine.tokens.offsets import decode
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.hallucination import greedy_confidence, sampling_job

@@ -5,10 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from charts.kv_cache import attention_kinds, cache_growth, memory_vs_context, step_times
-from engine.kv_cache import (DEFAULT_DTYPE, DTYPE_BYTES, GB, MAX_BATCH, MAX_HEAD_DIM, MAX_HEADS, MAX_LAYERS, PUBLISHED,
+from engine.serving.kv_cache import (DEFAULT_DTYPE, DTYPE_BYTES, GB, MAX_BATCH, MAX_HEAD_DIM, MAX_HEADS, MAX_LAYERS, PUBLISHED,
                              ModelSpec, calculator_rows, dtype_bytes, kv_bytes_per_token, kv_cache_bytes, live_spec,
                              weight_bytes)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.jobs import follow

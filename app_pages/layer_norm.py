@@ -6,7 +6,7 @@ import streamlit as st
 
 from charts.interventions import loss_comparison
 from charts.norms import gain_profile, normalized_vector, peak_ratio_map, rms_through_layers
-from engine.norms import MASSIVE_RATIO, massive_activations, normalize_by_hand
+from engine.inside.norms import MASSIVE_RATIO, massive_activations, normalize_by_hand
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import ranged_slider, stop_if_empty

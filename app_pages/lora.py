@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.lora import answer_token_probabilities, loss_per_step, update_singular_values
-from engine.tokens import visible
+from engine.tokens.offsets import visible
 from engine.training.top_tuning import LORA_TARGETS, MAX_STEPS, split_fact
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart

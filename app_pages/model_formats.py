@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.model_formats import bytes_by_type_bars
-from engine.model_formats import bytes_by_type, field_value, metadata, q4_1_rows, read_gguf_header, tensor_entries
+from engine.serving.model_formats import bytes_by_type, field_value, metadata, q4_1_rows, read_gguf_header, tensor_entries
 from ui import concept_page
 from ui.charts import figure, show_chart
 from ui.inputs import whole_number_input

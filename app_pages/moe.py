@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.moe import expert_load, perplexity_over_k, routing_map
-from engine.moe import EXPERTS, PUBLISHED_MOE, active_parameters, ffn_parameters
+from engine.inside.moe import EXPERTS, PUBLISHED_MOE, active_parameters, ffn_parameters
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import ranged_slider, stop_if_empty

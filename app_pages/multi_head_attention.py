@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.attention import attention_heatmap, head_grid, head_map, head_scatter, overview
-from engine.attention import findings
+from engine.inside.attention import findings
 from ui import concept_page, prompt_input
 from ui.attention import (MAX_TOKENS, THUMBNAIL, captured, head_name, statistics, thumbnails,
                           token_labels)

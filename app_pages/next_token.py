@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.distributions import next_token_bars
-from engine.tokens import visible
+from engine.tokens.offsets import visible
 from ui import concept_page, lm, prompt_input
 from ui.cached import continuation, next_token
 from ui.charts import figure, show_chart

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.kv_allocator import batch_vs_budget, memory_over_time, page_pool, reservations_and_pages, sharing_over_time
-from engine.kv_allocator import (FULL_CONTEXT, MAX_TOKENS, batch_that_fits, memory_timeline, paged_pool_at,
+from engine.serving.kv_allocator import (FULL_CONTEXT, MAX_TOKENS, batch_that_fits, memory_timeline, paged_pool_at,
                                  parallel_samples, peak_reserved)
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart

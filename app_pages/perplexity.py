@@ -6,7 +6,7 @@ import streamlit as st
 
 from charts.loss import bucket_legend, perplexity_bars, stride_curve
 from charts.tokens import token_chips
-from engine.loss import RANK_BUCKETS, rank_bucket, shuffle_words, sweep_strides
+from engine.decoding.loss import RANK_BUCKETS, rank_bucket, shuffle_words, sweep_strides
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import stop_if_empty, whole_number_input

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.positions import offset_similarity, order_bars, sinusoid_heatmap
-from engine.positions import ORIGINAL_BASE, largest_shift_change, sinusoidal_encoding
-from engine.tokens import visible
+from engine.inside.positions import ORIGINAL_BASE, largest_shift_change, sinusoidal_encoding
+from engine.tokens.offsets import visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import stop_if_empty, whole_number_input

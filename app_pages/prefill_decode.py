@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.roofline import roofline, token_speeds
-from engine.roofline import DECODE_BATCHES, prefill_lengths
+from engine.serving.roofline import DECODE_BATCHES, prefill_lengths
 from ui import concept_page
 from ui.charts import figure, show_chart
 from ui.jobs import follow

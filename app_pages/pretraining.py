@@ -6,7 +6,7 @@ import streamlit as st
 
 from charts.loss import loss_bars
 from charts.training import tokens_per_parameter
-from engine.tokens import visible
+from engine.tokens.offsets import visible
 from engine.training.corpus import CORPUS_TITLE, load_corpus
 from engine.training.data_budget import PUBLISHED, chinchilla_tokens, compute_flops, smollm2
 from engine.training.lab import RunConfig

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.prompt_cache import first_token_times, prompt_token_split
-from engine.prompt_cache import MAX_NEW_TOKENS, MAX_READERS, prefill_share_saved, shared_prefix_length
-from engine.tokens import decode, token_ids
+from engine.serving.prompt_cache import MAX_NEW_TOKENS, MAX_READERS, prefill_share_saved, shared_prefix_length
+from engine.tokens.offsets import decode, token_ids
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.jobs import follow

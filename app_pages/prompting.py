@@ -5,10 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from charts.prompting import accuracy_bars, choice_scores, label_shares, sweep_points
-from engine.jobs import JobState
-from engine.prompting import (MAX_SHOTS, build_prompt, chance_accuracy, choice_probabilities, choose_demonstrations,
+from engine.runtime.jobs import JobState
+from engine.using.prompting import (MAX_SHOTS, build_prompt, chance_accuracy, choice_probabilities, choose_demonstrations,
                               load_questions, load_tasks)
-from engine.tokens import decode_each, visible
+from engine.tokens.offsets import decode_each, visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import whole_number_input

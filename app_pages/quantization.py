@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.compression import damage_curve, weight_histograms
-from engine.compression import bits_per_weight, block_linear_weights
+from engine.serving.compression import bits_per_weight, block_linear_weights
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.compression import LINEARS, SWEEP_BITS, ids_of, quantization_sweep, quantized, weight_sample

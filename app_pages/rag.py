@@ -8,8 +8,8 @@ from charts.rag import chunk_lengths, gold_positions, reference_tokens, retrieva
 from engine.retrieval.chunks import CHUNK_SIZES, DEFAULT_CHUNK_SIZE
 from engine.retrieval.exact import exact_search
 from engine.retrieval.rag import gold_index, rag_prompt
-from engine.text_limits import clean_text
-from engine.tokens import decode_each, visible
+from engine.tokens.text_limits import clean_text
+from engine.tokens.offsets import decode_each, visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import stop_if_empty

@@ -5,9 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from charts.penalties import penalty_bars
-from engine.decoding import distinct_ngrams, repeated_spans
-from engine.penalties import Penalty, penalized
-from engine.tokens import visible
+from engine.decoding.strategies import distinct_ngrams, repeated_spans
+from engine.decoding.penalties import Penalty, penalized
+from engine.tokens.offsets import visible
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.decoding import pieces, prompt_ids, text_of

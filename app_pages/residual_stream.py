@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.residual import attribution_bars, exit_curve, head_attribution, lens_grid, stream_growth, token_trajectory
-from engine.residual import exit_perplexity, softmax, stream_sizes, trajectory
-from engine.tokens import visible
+from engine.inside.residual import exit_perplexity, softmax, stream_sizes, trajectory
+from engine.tokens.offsets import visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import ranged_slider, stop_if_empty

@@ -6,7 +6,7 @@ import streamlit as st
 
 from charts.positions import perplexity_bars
 from charts.rope import angle_heatmap, pair_contribution_bars, pair_rotation, score_by_distance_chart, wavelength_chart
-from engine.rope import as_pairs, pair_contributions, rotate_pairs, score_by_distance
+from engine.inside.rope import as_pairs, pair_contributions, rotate_pairs, score_by_distance
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import layer_and_head, ranged_slider, stop_if_empty, whole_number_input

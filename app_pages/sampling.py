@@ -6,7 +6,7 @@ import streamlit as st
 
 from charts.decoding import diversity_curve
 from charts.sampling import survivor_bars
-from engine.sampling import sampling_filter
+from engine.decoding.sampling import sampling_filter
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.cached import next_token

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.sentence_embeddings import benchmark_by_layer, query_bars, sentence_map, similarity_heatmap
-from engine.sentence_embeddings import (MAX_SENTENCES, Benchmark, POOLING_NAMES, POOLINGS, cosine_matrix, mean_off_diagonal,
+from engine.inside.sentence_embeddings import (MAX_SENTENCES, Benchmark, POOLING_NAMES, POOLINGS, cosine_matrix, mean_off_diagonal,
                                         parse_sentences, rank_by_similarity, rank_of, split_preset)
 from ui import concept_page, encoder, lm, prompt_input, samples
 from ui.charts import figure, show_chart

@@ -7,8 +7,8 @@ import streamlit as st
 from charts.serving_engine import planned_work as planned_chart
 from charts.serving_engine import request_times
 from concepts import load_catalogue
-from engine.serving_engine import MAX_NEW_TOKENS, MAX_REQUESTS, EngineOptions, load_engine_features, planned_work
-from engine.tokens import decode
+from engine.serving.serving_engine import MAX_NEW_TOKENS, MAX_REQUESTS, EngineOptions, load_engine_features, planned_work
+from engine.tokens.offsets import decode
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.inputs import stop_if_empty

@@ -6,7 +6,7 @@ import streamlit as st
 
 from charts.lora import loss_per_step
 from charts.sft import token_losses
-from engine.tokens import visible
+from engine.tokens.offsets import visible
 from engine.training.sft import IGNORE
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart

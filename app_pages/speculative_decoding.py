@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.speculative import first_round_bars, rounds_chart
-from engine.speculative import EARLY_EXIT, LOOKUP
-from engine.tokens import visible
+from engine.decoding.speculative import EARLY_EXIT, LOOKUP
+from engine.tokens.offsets import visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.decoding import pieces, text_of

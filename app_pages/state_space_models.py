@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.state_space import delta_bars, kept_bars, model_decode, retention_map, step_costs
-from engine.tokens import visible
+from engine.tokens.offsets import visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.jobs import follow

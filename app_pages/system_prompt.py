@@ -5,9 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from charts.chat import divergence_along, role_chips, side_by_side
-from engine.chat_template import remove_special_tokens
-from engine.divergence import js_divergence_bits, kl_divergence_bits
-from engine.tokens import decode, decode_each, visible
+from engine.using.chat_template import remove_special_tokens
+from engine.decoding.divergence import js_divergence_bits, kl_divergence_bits
+from engine.tokens.offsets import decode, decode_each, visible
 from ui import concept_page, lm, prompt_input
 from ui.cached import next_token
 from ui.charts import figure, show_chart

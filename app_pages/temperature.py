@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.sampling import entropy_curve, temperature_bars
-from engine.sampling import apply_temperature, entropy_bits
-from engine.tokens import visible
+from engine.decoding.sampling import apply_temperature, entropy_bits
+from engine.tokens.offsets import visible
 from ui import concept_page, prompt_input
 from ui.cached import continuation, next_token
 from ui.charts import figure, show_chart

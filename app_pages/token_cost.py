@@ -6,8 +6,8 @@ import streamlit as st
 
 from charts.token_cost import chunk_bars, cost_bars, density_heatmap
 from charts.tokens import token_count_bars
-from engine.token_cost import Price, cost, density, reply_tokens, usd
-from engine.tokenizers import BERT, SPECS
+from engine.tokens.token_cost import Price, cost, density, reply_tokens, usd
+from engine.tokens.tokenizers import BERT, SPECS
 from ui import concept_page, encoder, prompt_input, samples
 from ui.charts import figure, show_chart
 from ui.inputs import ranged_slider, stop_if_empty, whole_number_input

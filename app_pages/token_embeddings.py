@@ -4,9 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from charts.embeddings import cosine_bars, explained_variance_bars, projection_axis_titles, word_scatter
-from engine.embeddings import METHOD_NAMES, embedding_matrix, lookup_word, umap_is_warm
-from engine.text_limits import bound_text
-from engine.tokens import visible
+from engine.inside.embeddings import METHOD_NAMES, embedding_matrix, lookup_word, umap_is_warm
+from engine.tokens.text_limits import bound_text
+from engine.tokens.offsets import visible
 from ui import concept_page, lm, samples
 from ui.charts import figure, show_chart
 from ui.embeddings import (arithmetic, describe_analogy, nearest, projection_caption, ranked_table,

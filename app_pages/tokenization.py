@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.tokens import token_chips
-from engine.text_limits import clean_text
-from engine.tokenizers import count_question, letter_count, number_in_answer, text_stats, visible_text
+from engine.tokens.text_limits import clean_text
+from engine.tokens.tokenizers import count_question, letter_count, number_in_answer, text_stats, visible_text
 from ui import concept_page, prompt_input
 from ui.charts import figure, show_chart
 from ui.tokens import chips_for, model_answer, smollm2, token_table

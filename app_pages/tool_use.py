@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.tool_use import mask_steps, tool_bars
-from engine.chat_template import remove_special_tokens
-from engine.tool_use import (DEFAULT_EXAMPLES, EXAMPLE_SETS, MAX_INPUT_CHARS, SYSTEM_PROMPT, TOOLS, UnsafeExpression,
+from engine.using.chat_template import remove_special_tokens
+from engine.using.tool_use import (DEFAULT_EXAMPLES, EXAMPLE_SETS, MAX_INPUT_CHARS, SYSTEM_PROMPT, TOOLS, UnsafeExpression,
                              calculate)
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from charts.sampling import entropy_by_position, survivor_bars
-from engine.sampling import entropy_bits, sampling_filter
-from engine.tokens import decode, visible
+from engine.decoding.sampling import entropy_bits, sampling_filter
+from engine.tokens.offsets import decode, visible
 from ui import concept_page, lm, prompt_input
 from ui.charts import figure, show_chart
 from ui.sampling import Steps, chart_label, filter_statuses, steps, token_texts

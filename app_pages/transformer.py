@@ -7,9 +7,9 @@ import streamlit as st
 from charts.architecture import block_diagram, glimpse, parameter_bars
 from charts.distributions import next_token_bars
 from charts.interventions import loss_comparison, prediction_comparison
-from engine.architecture import STAGE_KEYS, STAGES, describe, gpt2_note, stage_view
-from engine.norms import rms
-from engine.tokens import visible
+from engine.model.architecture import STAGE_KEYS, STAGES, describe, gpt2_note, stage_view
+from engine.inside.norms import rms
+from engine.tokens.offsets import visible
 from ui import concept_page, lm, prompt_input
 from ui.architecture import MAX_TOKENS, comparison, own_logits_gap, parameters, stages, token_labels, token_text
 from ui.charts import figure, show_chart

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.vector_search import metric_lengths, neighbour_bars, recall_qps_curve
-from engine.jobs import JobState
+from engine.runtime.jobs import JobState
 from engine.retrieval.ann import (BUILD_CHOICES, DEFAULT_BUILD, DEFAULT_SEARCH, EF_CONSTRUCTION, KIND_NAMES, KINDS,
                                   IndexSpec, Sweep, approximate_neighbours, effective_nlist, search_grid)
 from engine.retrieval.chunks import CHUNK_SIZES, DEFAULT_CHUNK_SIZE

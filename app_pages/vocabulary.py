@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.tokens import embedding_bars, token_chips, token_count_bars
-from engine.tokenizers import DTYPE_BYTES, embedding_size
+from engine.tokens.tokenizers import DTYPE_BYTES, embedding_size
 from ui import concept_page, encoder, lm, prompt_input, samples
 from ui.charts import figure, show_chart
 from ui.tokens import chips_for, comparison, token_table

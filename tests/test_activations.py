@@ -1,4 +1,4 @@
-"""engine.activations: the hand-written formulas equal torch's functions and gradients; the gate histograms count
+"""engine.inside.activations: the hand-written formulas equal torch's functions and gradients; the gate histograms count
 every value the model's SiLU receives; the swap changes the perplexity."""
 import re
 from pathlib import Path
@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from charts.activations import _nice_step, curves, gate_histogram
-from engine import activations as av
-from engine.perplexity import perplexity
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.inside import activations as av
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 
 TORCH = {"ReLU": F.relu, "GELU": F.gelu, "SiLU": F.silu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh}
 XS = np.concatenate([np.linspace(-12, 12, 2401), [-60.0, -1e-9, 0.0, 1e-9, 60.0]])

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.architecture import (GLIMPSE_CHANNELS, STAGE_KEYS, STAGES, SkipBlocks, block_interventions, describe,
+from engine.model.architecture import (GLIMPSE_CHANNELS, STAGE_KEYS, STAGES, SkipBlocks, block_interventions, describe,
                                  model_logits, outcome, parameter_split, stage_pass, stage_view)
-from engine.perplexity import perplexity
-from engine.tokens import decode_each, token_ids
-from engine.traced import trace
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import decode_each, token_ids
+from engine.model.traced import trace
 
 TEXT = "The Eiffel Tower is in Paris, and the Colosseum is in"
 

@@ -1,4 +1,4 @@
-"""engine.attention: captured maps are real softmax rows, the hand-made row is the model's row, statistics mean
+"""engine.inside.attention: captured maps are real softmax rows, the hand-made row is the model's row, statistics mean
 what they say, and nothing touches the shared model."""
 from concurrent.futures import ThreadPoolExecutor
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.attention import attention_step, capture, findings, head_stats, pooled
-from engine.forward import forward
-from engine.tokens import token_ids
+from engine.inside.attention import attention_step, capture, findings, head_stats, pooled
+from engine.model.forward import forward
+from engine.tokens.offsets import token_ids
 
 TEXT = "The animal didn't cross the street because it was too tired"
 

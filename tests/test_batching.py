@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.batching import (CONTINUOUS, STATIC, StreamRequest, percentile, request_stream, simulate,
+from engine.serving.batching import (CONTINUOUS, STATIC, StreamRequest, percentile, request_stream, simulate,
                              simulate_continuous, simulate_static)
 
 SHAPES = [(30, 5), (40, 80), (35, 1), (50, 200), (31, 17), (45, 60)]

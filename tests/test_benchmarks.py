@@ -5,9 +5,9 @@ import math
 import numpy as np
 import torch
 
-from engine.benchmarks import (LETTERS, TextReading, accuracy, cloze_prompt, letter_prompt, load_items,
+from engine.using.benchmarks import (LETTERS, TextReading, accuracy, cloze_prompt, letter_prompt, load_items,
                                load_passages, read_text, score_item, score_set, wilson_interval)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from tests.test_prompting import plain_logprobs
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from charts.bpe import merge_chips, pair_bars, rank_scatter, tokens_per_word_curve
 from charts.tokens import Chip
-from engine.bpe import (BYTE_ALPHABET, MAX_MERGES, compare_ranks, merge_list, merge_ranks, pre_tokenize, replay,
+from engine.tokens.bpe import (BYTE_ALPHABET, MAX_MERGES, compare_ranks, merge_list, merge_ranks, pre_tokenize, replay,
                         segment, train_tokenizer, trainer_tokens)
 from ui import samples
 

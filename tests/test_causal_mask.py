@@ -1,13 +1,13 @@
-"""engine.causal_mask: with the mask the model's weights above the diagonal are exactly 0 and equal the eager
+"""engine.inside.causal_mask: with the mask the model's weights above the diagonal are exactly 0 and equal the eager
 module's; without it they are not; the shares mean what they say."""
 import numpy as np
 import pytest
 import torch
 
-from engine.causal_mask import (compare_mask, even_first_token_share, first_token_share, later_share, mask_matrix,
+from engine.inside.causal_mask import (compare_mask, even_first_token_share, first_token_share, later_share, mask_matrix,
                                 next_token_share)
-from engine.generation import next_token_distribution
-from engine.tokens import token_ids
+from engine.decoding.generation import next_token_distribution
+from engine.tokens.offsets import token_ids
 
 TEXT = "She opened the door, looked outside, and saw that it had started to snow."
 

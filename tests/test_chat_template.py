@@ -6,10 +6,10 @@ import torch
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy
 
-from engine.chat_template import (chat_messages, divergence_along, remove_special_tokens, render, render_tokens,
+from engine.using.chat_template import (chat_messages, divergence_along, remove_special_tokens, render, render_tokens,
                                   split_turns, template_ids)
-from engine.divergence import js_divergence_bits, kl_divergence_bits, total_variation
-from engine.tokens import token_ids
+from engine.decoding.divergence import js_divergence_bits, kl_divergence_bits, total_variation
+from engine.tokens.offsets import token_ids
 
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"   # system-prompt.md, quiz
 

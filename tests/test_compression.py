@@ -1,10 +1,10 @@
-"""engine.compression: fake quantization and pruning do what they say, and their damage is measured honestly."""
+"""engine.serving.compression: fake quantization and pruning do what they say, and their damage is measured honestly."""
 import numpy as np
 import pytest
 import torch
 
-from engine.compression import (Quantizer, bits_per_weight, damage, input_norms, make_pruner, prune_mask, quantize)
-from engine.tokens import token_ids
+from engine.serving.compression import (Quantizer, bits_per_weight, damage, input_norms, make_pruner, prune_mask, quantize)
+from engine.tokens.offsets import token_ids
 
 TEXT = ("The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
         "movable metal type with an oil-based ink and a wooden press. Books became cheaper, and ideas spread faster. "

@@ -1,11 +1,11 @@
-"""engine.decoding: greedy traces are `generate`'s greedy path; beam search is transformers' beam search."""
+"""engine.decoding.strategies: greedy traces are `generate`'s greedy path; beam search is transformers' beam search."""
 import pytest
 import torch
 
-from engine.decoding import (beam_search, distinct_ngrams, greedy_trace, length_normalised, repeated_spans,
+from engine.decoding.strategies import (beam_search, distinct_ngrams, greedy_trace, length_normalised, repeated_spans,
                              sequence_logprob)
-from engine.generation import generate
-from engine.tokens import token_ids
+from engine.decoding.generation import generate
+from engine.tokens.offsets import token_ids
 
 PROMPT = "The best way to learn a language is"
 

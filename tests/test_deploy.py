@@ -155,7 +155,7 @@ def test_compose_runs_replicas_with_health_checks_limits_and_the_documented_envi
     for build in builders:
         assert (DEPLOY / build["context"] / build.get("dockerfile", "Dockerfile")).resolve() == ROOT / "Dockerfile"
 
-    from engine.gate import THREADS_VARIABLE
+    from engine.runtime.gate import THREADS_VARIABLE
     for name, service in apps.items():
         assert "ports" not in service, f"{name}: replicas are reached through nginx only"
         check = service["healthcheck"]
@@ -440,7 +440,7 @@ def test_a_share_link_opens_cleanly_on_either_replica_and_its_download_lives_onl
 
 def test_a_share_link_with_the_longest_text_passes_the_proxy(cluster):
     """As many emoji as the app takes (4,000) are ~48 KB of URL: past nginx's default 8 KB request line."""
-    from engine.text_limits import DEFAULT_MAX_CHARS
+    from engine.tokens.text_limits import DEFAULT_MAX_CHARS
     from tests.bench.st_client import Reader
 
     async def open_link():

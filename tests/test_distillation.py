@@ -5,13 +5,13 @@ import torch
 import torch.nn.functional as F
 from transformers.masking_utils import create_causal_mask
 
-import engine.distillation as distil
-from engine.distillation import (RemoveLayers, Setup, TransferSet, compare_students, default_position,
+import engine.training.distillation as distil
+from engine.training.distillation import (RemoveLayers, Setup, TransferSet, compare_students, default_position,
                                  distillation_loss, gradient_size, gradient_sizes, log_soft, middle_block, reverse_kl,
                                  soft_loss, soft_targets, train_student)
-from engine.forward import forward
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.model.forward import forward
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 4.5, 10.0])
@@ -201,7 +201,7 @@ def test_removing_a_middle_block_is_the_model_without_those_layers(lm):
 
 def test_the_figures_the_prose_gives_for_smollm2(lm):
     """distillation.md's Intuition and quiz: after "my sister prefers", about 11% apples, 7% grapes, 5% oranges."""
-    from engine.generation import next_token_distribution
+    from engine.decoding.generation import next_token_distribution
     dist = next_token_distribution(lm, "My favourite fruits are apples, pears and bananas, but my sister prefers")
     shown = {t.text: round(100 * t.probability) for t in dist.top(lm, 10)}
     assert shown[" apples"] == 11 and shown[" grapes"] == 7 and shown[" oranges"] == 5

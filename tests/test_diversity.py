@@ -1,10 +1,10 @@
-"""engine.diversity: distinct-n and similarity measure what they claim; sampling is seeded; T = 0 is greedy."""
+"""engine.decoding.diversity: distinct-n and similarity measure what they claim; sampling is seeded; T = 0 is greedy."""
 import numpy as np
 import pytest
 
-from engine.diversity import distinct_n, diversity_at, mean_pairwise_similarity, temperature_sweep
-from engine.encoder import load_encoder
-from engine.generation import generate
+from engine.decoding.diversity import distinct_n, diversity_at, mean_pairwise_similarity, temperature_sweep
+from engine.model.encoder import load_encoder
+from engine.decoding.generation import generate
 
 
 def test_distinct_n_and_similarity_by_hand():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from engine.training.dropout import FfnDropout, dropout_interventions, dropout_spread
 
 PROMPT = "The capital of France is"

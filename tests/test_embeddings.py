@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from charts.embeddings import cosine_bars, plain, word_scatter
-from engine.embeddings import (MAX_GROUPS, MAX_WORDS_PER_GROUP, analogy, background_ids, cosine_scores,
+from engine.inside.embeddings import (MAX_GROUPS, MAX_WORDS_PER_GROUP, analogy, background_ids, cosine_scores,
                                embedding_matrix, group_cohesion, lookup_word, map_words, neighbours,
                                normalize_rows, parse_groups, pca, project, rank_of, solve_analogy, top_k,
                                tsne_perplexity, umap_neighbors, word_vector)
@@ -200,7 +200,7 @@ def test_charts_show_user_text_as_text():
 
 
 def test_analogy_roles_and_description_follow_the_rankings(lm):
-    from engine.embeddings import embedding_matrix, lookup_word, normalize_rows, solve_analogy
+    from engine.inside.embeddings import embedding_matrix, lookup_word, normalize_rows, solve_analogy
     from ui.embeddings import describe_analogy
 
     solved = solve_analogy(lm, normalize_rows(embedding_matrix(lm)), "king", "man", "woman", "queen")

@@ -1,4 +1,4 @@
-"""engine.encoder_attention: MiniLM's own attention maps (full, unmasked) and hidden states, read without changing
+"""engine.inside.encoder_attention: MiniLM's own attention maps (full, unmasked) and hidden states, read without changing
 the shared encoder, consistent with the sentence embeddings other pages use, and safe across threads."""
 from concurrent.futures import ThreadPoolExecutor
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.encoder import embed_sentences, load_encoder
-from engine.encoder_attention import capture_encoder, encoder_card, encoder_ids
+from engine.model.encoder import embed_sentences, load_encoder
+from engine.inside.encoder_attention import capture_encoder, encoder_card, encoder_ids
 
 TEXT = "I went to the bank to get some money"
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.forward import forward
-from engine.generation import filter_logits, generate, next_token_distribution
-from engine.text_limits import bound_text, clean_text
-from engine.tokens import token_ids, token_offsets, tokenize
+from engine.model.forward import forward
+from engine.decoding.generation import filter_logits, generate, next_token_distribution
+from engine.tokens.text_limits import bound_text, clean_text
+from engine.tokens.offsets import token_ids, token_offsets, tokenize
 
 
 def test_model_card_reads_the_real_architecture(lm):
@@ -95,6 +95,6 @@ def test_bound_text_notes_say_what_was_cut(lm):
 @pytest.mark.parametrize("raw, threads", [("1", 1), (" 2 ", 2), ("", None), ("0", None), ("-1", None),
                                           ("abc", None), ("1e9", None), ("100000", None)])
 def test_torch_thread_setting_accepts_only_a_sane_whole_number(monkeypatch, raw, threads):
-    from engine.gate import THREADS_VARIABLE, torch_threads_from_env
+    from engine.runtime.gate import THREADS_VARIABLE, torch_threads_from_env
     monkeypatch.setenv(THREADS_VARIABLE, raw)
     assert torch_threads_from_env() == threads

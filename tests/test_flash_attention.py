@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.flash_attention import (BLOCK_SIZES, head_vectors, max_abs_difference, measure_costs, naive_attention,
+from engine.inside.flash_attention import (BLOCK_SIZES, head_vectors, max_abs_difference, measure_costs, naive_attention,
                                     sweep_lengths, tiled_attention)
 
 
@@ -130,8 +130,8 @@ def test_a_stop_request_ends_the_sweep_early():
 
 @pytest.mark.parametrize("block", BLOCK_SIZES)
 def test_real_head_of_the_model_tiles_exactly(lm, block):
-    from engine.tokens import token_ids
-    from engine.traced import trace
+    from engine.tokens.offsets import token_ids
+    from engine.model.traced import trace
 
     ids = token_ids(lm, "FlashAttention computes exact attention without ever storing the full score matrix, "
                         "which is why long sequences fit in GPU memory.")

@@ -1,13 +1,13 @@
-"""engine.future_edit: changing the last word leaves SmolLM2's earlier vectors bit for bit the same (checked against
+"""engine.inside.future_edit: changing the last word leaves SmolLM2's earlier vectors bit for bit the same (checked against
 the model's own forward too), moves them once the mask is removed, and moves MiniLM's."""
 import numpy as np
 import pytest
 import torch
 
-from engine.encoder import load_encoder
-from engine.future_edit import (decoder_hidden_states, future_edit, hidden_shift, replace_last_word,
+from engine.model.encoder import load_encoder
+from engine.inside.future_edit import (decoder_hidden_states, future_edit, hidden_shift, replace_last_word,
                                 shared_prefix)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 
 TEXT = "She opened the door, looked outside, and saw that it had started to snow."
 

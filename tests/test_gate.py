@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from engine.gate import CpuGate, plan_for
+from engine.runtime.gate import CpuGate, plan_for
 
 
 @pytest.mark.parametrize("cores, asked, threads, slots", [(2, None, 1, 2), (2, 2, 2, 1), (8, 2, 2, 4),
@@ -112,7 +112,7 @@ def test_a_waiter_that_is_stopped_leaves_the_queue():
 
 
 def test_a_container_cpu_quota_caps_the_cores(tmp_path):
-    from engine.gate import available_cores
+    from engine.runtime.gate import available_cores
 
     quota = tmp_path / "cpu.max"
     unlimited = available_cores(str(tmp_path / "missing"))
@@ -168,7 +168,7 @@ def test_a_run_already_being_served_goes_before_runs_that_arrived_after_it():
 def test_a_background_thread_can_step_aside_for_readers():
     import os
 
-    from engine.gate import lowest_priority_for_this_thread
+    from engine.runtime.gate import lowest_priority_for_this_thread
 
     result = {}
 

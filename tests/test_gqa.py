@@ -1,4 +1,4 @@
-"""engine.gqa: the head layout matches the traced forward, the byte counts come from real tensors, pooling the
+"""engine.inside.gqa: the head layout matches the traced forward, the byte counts come from real tensors, pooling the
 KV heads is what kv_groups=1 does (in every layer or only some), and the shared weights are never touched."""
 import hashlib
 import re
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.gqa import (PooledKV, attention_variants, head_differences, pooled_interventions, query_groups,
+from engine.inside.gqa import (PooledKV, attention_variants, head_differences, pooled_interventions, query_groups,
                         sibling_summary, traced_kv_bytes)
-from engine.kv_cache import PUBLISHED, live_element_size, live_spec
-from engine.perplexity import perplexity
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.serving.kv_cache import PUBLISHED, live_element_size, live_spec
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 
 TEXT = "The quick brown fox jumps over the lazy dog, and then the dog chases the fox back across the field."
 

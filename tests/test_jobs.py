@@ -2,7 +2,7 @@
 import threading
 import time
 
-from engine.jobs import JobRegistry, JobState
+from engine.runtime.jobs import JobRegistry, JobState
 
 
 def wait_finished(job, timeout=5.0):

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from engine.kv_allocator import (FULL_CONTEXT, MAX_TOKENS, PagedAllocator, Request, batch_that_fits,
+from engine.serving.kv_allocator import (FULL_CONTEXT, MAX_TOKENS, PagedAllocator, Request, batch_that_fits,
                                  memory_timeline, paged_pool_at, pages_for, parallel_samples, peak_reserved,
                                  reservation)
 

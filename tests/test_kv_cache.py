@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from charts.kv_cache import attention_kinds, cache_growth, memory_vs_context, step_times
-from engine.generation import generate
-from engine.kv_cache import (MAX_BATCH, MAX_HEAD_DIM, MAX_LAYERS, MAX_NEW_TOKENS, PUBLISHED, CacheComparison,
+from engine.decoding.generation import generate
+from engine.serving.kv_cache import (MAX_BATCH, MAX_HEAD_DIM, MAX_LAYERS, MAX_NEW_TOKENS, PUBLISHED, CacheComparison,
                              ModelSpec, TimedRun, cache_tensor_bytes, compare_generation, dtype_bytes, growth_points,
                              kv_bytes_per_token, kv_cache_bytes, live_element_size, live_spec,
                              llama_parameter_count, measure_cache_growth, weight_bytes)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 
 PROMPT = "The KV cache stores the keys and values of every earlier token, so that"
 
@@ -176,7 +176,7 @@ def test_spikes_in_the_uncached_run_also_count_as_noise():
 
 
 def test_calculator_rows_hold_the_formula_for_every_configuration():
-    from engine.kv_cache import GB, ModelSpec, calculator_rows
+    from engine.serving.kv_cache import GB, ModelSpec, calculator_rows
 
     rows = calculator_rows(list(PUBLISHED), 2.0, 4096, 3)
     assert [r["model"] for r in rows] == [s.name for s in PUBLISHED]

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from engine.kv_cache import kv_cache_bytes, live_element_size, live_spec
-from engine.long_context import (context_curve, context_sizes, cost_lengths, filler_ids, measure_context_costs,
+from engine.serving.kv_cache import kv_cache_bytes, live_element_size, live_spec
+from engine.inside.long_context import (context_curve, context_sizes, cost_lengths, filler_ids, measure_context_costs,
                                  position_shift_check)
-from engine.perplexity import scores_from_logits
-from engine.tokens import token_ids
-from engine.traced import trace
+from engine.model.perplexity import scores_from_logits
+from engine.tokens.offsets import token_ids
+from engine.model.traced import trace
 
 TEXT = ("Ada keeps bees on the roof of the old library. Every Friday she brings a jar of honey to the reading room "
         "and leaves it by the window. The librarian, Tomas, pretends not to notice. On Friday the jar was by the "
@@ -65,8 +65,8 @@ def test_shifting_every_position_keeps_the_perplexity(lm):
 
 
 def test_the_needle_sits_where_the_case_says_and_the_answer_ends_the_prompt(lm):
-    from engine.long_context import needle_case
-    from engine.tokens import decode
+    from engine.inside.long_context import needle_case
+    from engine.tokens.offsets import decode
 
     for depth in (0.0, 0.5, 1.0):
         ids, (start, stop), answer_start = needle_case(lm, 128, depth, "4719")
@@ -77,7 +77,7 @@ def test_the_needle_sits_where_the_case_says_and_the_answer_ends_the_prompt(lm):
 
 
 def test_needle_cell_reads_the_models_own_attention(lm):
-    from engine.long_context import needle_case, needle_cell, needle_grid
+    from engine.inside.long_context import needle_case, needle_cell, needle_grid
 
     cell = needle_cell(lm, 128, 0.5, "4719")
     ids, span, answer_start = needle_case(lm, 128, 0.5, "4719")

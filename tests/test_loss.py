@@ -1,12 +1,12 @@
-"""engine.loss: per-token losses are the model's own loss; ranks and sliding windows are right."""
+"""engine.decoding.loss: per-token losses are the model's own loss; ranks and sliding windows are right."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from engine.loss import (bits_per_byte, rank_bucket, sliding_window_perplexity, token_losses, window_plan)
-from engine.tokens import token_ids
+from engine.decoding.loss import (bits_per_byte, rank_bucket, sliding_window_perplexity, token_losses, window_plan)
+from engine.tokens.offsets import token_ids
 
 TEXT = "The cat sat on the mat. It was a warm afternoon, and the cat was happy to sleep in the sun."
 
@@ -67,7 +67,7 @@ def test_less_context_means_higher_perplexity(lm, ids):
 
 
 def test_a_stride_sweep_covers_its_strides_and_stops_when_asked(lm, ids):
-    from engine.loss import stride_sweep, sweep_strides
+    from engine.decoding.loss import stride_sweep, sweep_strides
     assert sweep_strides(16) == [1, 2, 4, 8, 15] and sweep_strides(2) == [1]
     steps = []
     results = stride_sweep(lm, ids[:20], 8, on_step=lambda done, total: steps.append((done, total)))
@@ -77,7 +77,7 @@ def test_a_stride_sweep_covers_its_strides_and_stops_when_asked(lm, ids):
 
 
 def test_shuffled_words_keep_the_words():
-    from engine.loss import shuffle_words
+    from engine.decoding.loss import shuffle_words
     text = "the cat sat on the mat today"
     shuffled = shuffle_words(text, 3)
     assert sorted(shuffled.split()) == sorted(text.split()) and shuffled == shuffle_words(text, 3)

@@ -3,7 +3,7 @@ import ctypes
 
 import psutil
 
-from engine.memory import limit_malloc_arenas, trim_heap
+from engine.runtime.memory import limit_malloc_arenas, trim_heap
 
 
 def test_arena_cap_takes_effect():

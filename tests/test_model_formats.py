@@ -8,11 +8,11 @@ from gguf import GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 from safetensors import safe_open
 
-from engine.model_cache import cache_root, model_cache_dir
-from engine.model_formats import (cache_name, decode_q4_1, open_gguf, q4_1_block, read_gguf_header,
+from engine.model.model_cache import cache_root, model_cache_dir
+from engine.serving.model_formats import (cache_name, decode_q4_1, open_gguf, q4_1_block, read_gguf_header,
                                   read_safetensors_header, tensor_entries, unpermute_rope_rows, dequantized,
                                   bytes_by_type, metadata)
-from engine.model_source import locate_gguf
+from engine.model.model_source import locate_gguf
 
 
 @pytest.fixture(scope="module")

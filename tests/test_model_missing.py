@@ -1,13 +1,13 @@
 """A host that installed only requirements.txt and cannot fetch the model: the reader gets the fix, not a traceback.
 
-The process-wide loaders are swapped for ones that fail the way engine.model_source fails, so the real
+The process-wide loaders are swapped for ones that fail the way engine.model.model_source fails, so the real
 pages run through ui.models exactly as they would on such a host.
 """
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui.models
-from engine.model_source import FIX_COMMAND, ModelUnavailable
+from engine.model.model_source import FIX_COMMAND, ModelUnavailable
 from tests.pages import ROOT, open_page, shown_text
 from ui.models import SharedLoader
 

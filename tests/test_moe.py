@@ -1,15 +1,15 @@
-"""engine.moe: the experts partition each FFN exactly, k = 8 is the dense model bit for bit, fewer experts keep
+"""engine.inside.moe: the experts partition each FFN exactly, k = 8 is the dense model bit for bit, fewer experts keep
 exactly the router's top k, perplexity rises as k falls, and the parameter counts match the published ones."""
 import numpy as np
 import pytest
 import torch
 
-from engine.moe import (EXPERTS, PUBLISHED_MOE, ExpertRouting, active_parameters, balanced_assignment,
+from engine.inside.moe import (EXPERTS, PUBLISHED_MOE, ExpertRouting, active_parameters, balanced_assignment,
                         balanced_kmeans, expert_neurons, expert_outputs, ffn_parameters, layer_routing,
                         moe_interventions, router_scores, sweep_k, top_k_mask)
-from engine.perplexity import perplexity
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 
 TEXT = ("The printing press changed Europe in a single lifetime. Around 1450 Johannes Gutenberg combined movable "
         "metal type, an oil-based ink and a wooden screw press.")

@@ -1,4 +1,4 @@
-"""engine.neurons: FFN neurons read from the traced forward agree with the model's own weights; the corpus index
+"""engine.inside.neurons: FFN neurons read from the traced forward agree with the model's own weights; the corpus index
 holds each neuron's true extremes; ablation, logit effects and parameter counts are checked independently."""
 import re
 import tomllib
@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from charts.neurons import CHOSEN, NEURON, RANKED, ablation_bars, neuron_values, parameter_bars
-from engine import neurons as nr
-from engine.generation import softmax
-from engine.tokens import decode_each, token_ids
-from engine.traced import Interventions, trace
+from engine.inside import neurons as nr
+from engine.decoding.generation import softmax
+from engine.tokens.offsets import decode_each, token_ids
+from engine.model.traced import Interventions, trace
 
 TEXT = "One, two, three, four,"
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.norms import MASSIVE_RATIO, gains, massive_activations, norm_profile, normalize_by_hand, rms
-from engine.perplexity import perplexity
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.inside.norms import MASSIVE_RATIO, gains, massive_activations, norm_profile, normalize_by_hand, rms
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 
 TEXT = "The Eiffel Tower was finished in 1889 for the World's Fair in Paris."
 

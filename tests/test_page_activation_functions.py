@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import ui.activations
-from engine.perplexity import perplexity
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 TORCH = {"ReLU": F.relu, "GELU": F.gelu, "SiLU": F.silu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh}

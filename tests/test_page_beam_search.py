@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from engine.decoding import sequence_logprob
-from engine.generation import generate
-from engine.tokens import token_ids
+from engine.decoding.strategies import sequence_logprob
+from engine.decoding.generation import generate
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, shown_text
 
 DEFAULT = "The best way to learn a language is"

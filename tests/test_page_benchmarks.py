@@ -7,8 +7,8 @@ import math
 import numpy as np
 import torch
 
-from engine.benchmarks import LETTERS, cloze_prompt, letter_prompt, load_items, load_passages, wilson_interval
-from engine.tokens import token_ids
+from engine.using.benchmarks import LETTERS, cloze_prompt, letter_prompt, load_items, load_passages, wilson_interval
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until
 from tests.test_prompting import plain_logprobs
 

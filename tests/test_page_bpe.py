@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.bpe import MAX_MERGES, merge_list, merge_ranks, train_tokenizer, trainer_tokens
+from engine.tokens.bpe import MAX_MERGES, merge_list, merge_ranks, train_tokenizer, trainer_tokens
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 from ui import samples
 from ui.bpe import piece_label

@@ -4,13 +4,13 @@ passes; survives bad input."""
 import numpy as np
 import pytest
 
-import engine.causal_mask
-import engine.future_edit
-from engine.causal_mask import first_token_share
-from engine.encoder import load_encoder
-from engine.perplexity import perplexity
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+import engine.inside.causal_mask
+import engine.inside.future_edit
+from engine.inside.causal_mask import first_token_share
+from engine.model.encoder import load_encoder
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from tests.future_edit_checks import assert_future_edit_shown, charts, heatmap_z, metric
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
@@ -72,7 +72,7 @@ def test_share_link_restores_a_state_where_the_mask_removal_hurts(lm, enc, monke
     """A list of facts: removing the mask raises perplexity. Moving the head, the layer or the chosen model then
     only reshapes cached results: no new traced pass."""
     calls = []
-    for module in (engine.causal_mask, engine.future_edit):
+    for module in (engine.inside.causal_mask, engine.inside.future_edit):
         real = module.trace
         monkeypatch.setattr(module, "trace", lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
     params = {"text": FACTS, "word": "Milan", "layer": "5", "head": "2", "edit_model": "SmolLM2, mask removed"}

@@ -6,12 +6,12 @@ import time
 import numpy as np
 import pytest
 
-import engine.long_context
-from engine.jobs import job_registry
-from engine.long_context import cost_lengths
-from engine.perplexity import scores_from_logits
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+import engine.inside.long_context
+from engine.runtime.jobs import job_registry
+from engine.inside.long_context import cost_lengths
+from engine.model.perplexity import scores_from_logits
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 
 CAP = 2048
@@ -101,7 +101,7 @@ def test_share_link_restores_the_text_and_scored_tokens(lm):
 
 
 def test_needle_share_link_runs_the_haystack_grid(lm):
-    from engine.long_context import needle_cell
+    from engine.inside.long_context import needle_cell
 
     at = open_page("context-window", {"needle": "true", "hay": "128", "code": "8362", "depth": "100%", "text": ""})
     assert_no_exception(at)
@@ -140,7 +140,7 @@ class FakeClock:
 
 
 def test_measured_points_come_from_the_clock_not_from_typed_numbers(lm, monkeypatch):
-    monkeypatch.setattr(engine.long_context, "time", FakeClock())
+    monkeypatch.setattr(engine.inside.long_context, "time", FakeClock())
     at = open_page("context-window", {"longest": "256", "text": ""})
     at.button(key="again").click().run()     # a fresh run under the fake clock, whatever was stored before
     run_until(at, lambda a: costs_shown(a) and plotly_array(charts(a)["costs"]["data"][0]["y"])[0] == 0.25)

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from engine.batching import CONTINUOUS, STATIC, percentile, request_stream, simulate
-from engine.workload import load_answers
+from engine.serving.batching import CONTINUOUS, STATIC, percentile, request_stream, simulate
+from engine.serving.workload import load_answers
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 DEFAULT = "The Eiffel Tower is in Paris. It was finished in 1889 and is one of the most visited monuments."

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import ui.distillation
-from engine.distillation import Setup, default_position, train_student, transfer_set
-from engine.tokens import token_ids
+from engine.training.distillation import Setup, default_position, train_student, transfer_set
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 from tests.test_distillation import model_logits
 

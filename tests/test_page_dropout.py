@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from engine.training.dropout import config_dropout, dropout_spread
 from engine.training.lab import RunConfig, train
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.causal_mask import later_share
-from engine.encoder import embed_sentences, load_encoder
-from engine.generation import next_token_distribution
-from engine.tokens import token_ids
+from engine.inside.causal_mask import later_share
+from engine.model.encoder import embed_sentences, load_encoder
+from engine.decoding.generation import next_token_distribution
+from engine.tokens.offsets import token_ids
 from tests.future_edit_checks import assert_future_edit_shown, charts, heatmap_z, metric
 from tests.pages import assert_no_exception, open_page, shown_text
 

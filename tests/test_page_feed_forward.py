@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import ui.feed_forward
-from engine.jobs import job_registry
-from engine.neurons import ablate, ffn_activations, load_corpus, logit_effect, random_neurons
-from engine.tokens import decode_each, token_ids
-from engine.traced import Interventions, trace
+from engine.runtime.jobs import job_registry
+from engine.inside.neurons import ablate, ffn_activations, load_corpus, logit_effect, random_neurons
+from engine.tokens.offsets import decode_each, token_ids
+from engine.model.traced import Interventions, trace
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 
 COUNTING = "One, two, three, four,"

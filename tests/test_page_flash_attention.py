@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import ui.flash_attention
-from engine.flash_attention import BLOCK_SIZES, head_vectors, max_abs_difference, naive_attention, sweep_lengths, \
+from engine.inside.flash_attention import BLOCK_SIZES, head_vectors, max_abs_difference, naive_attention, sweep_lengths, \
     tiled_attention
-from engine.tokens import token_ids
-from engine.traced import trace
+from engine.tokens.offsets import token_ids
+from engine.model.traced import trace
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 
 DEFAULT_TEXT = ("FlashAttention computes exactly the same attention as the textbook formula, but it never writes "

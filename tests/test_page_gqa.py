@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import ui.gqa
-from engine.gqa import head_differences, pooled_interventions, sibling_summary
-from engine.perplexity import perplexity
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.inside.gqa import head_differences, pooled_interventions, sibling_summary
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 

@@ -4,7 +4,7 @@ on (numbers recomputed from the engine), the per-block gradients, the loss line 
 import numpy as np
 import pytest
 
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from engine.training.smollm_step import gradient_steps, layer_gradients
 from tests.pages import assert_no_exception, chart, open_page, plotly_array, run_until, shown_text
 

@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from engine.decoding import sequence_logprob
-from engine.generation import generate, next_token_distribution
-from engine.tokens import decode_each, token_ids, visible
+from engine.decoding.strategies import sequence_logprob
+from engine.decoding.generation import generate, next_token_distribution
+from engine.tokens.offsets import decode_each, token_ids, visible
 from tests.pages import assert_no_exception, open_page, shown_text
 
 DEFAULT = "The best way to learn a language is"

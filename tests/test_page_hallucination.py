@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import ui.hallucination
-from engine.encoder import embed_sentences, load_encoder
-from engine.generation import generate
-from engine.semantic_entropy import (answer_core, cluster_sizes, greedy_answer, meaning_clusters, question_prompt,
+from engine.model.encoder import embed_sentences, load_encoder
+from engine.decoding.generation import generate
+from engine.decoding.semantic_entropy import (answer_core, cluster_sizes, greedy_answer, meaning_clusters, question_prompt,
                                      semantic_entropy_bits)
-from engine.tokenizers import chat_prompt
-from engine.tokens import decode_each, token_ids
+from engine.tokens.tokenizers import chat_prompt
+from engine.tokens.offsets import decode_each, token_ids
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 
 FRANCE, VORLANDIA = "What is the capital of France?", "What is the capital of the country Vorlandia?"

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from engine.generation import generate
-from engine.kv_cache import PUBLISHED, growth_points, kv_bytes_per_token
-from engine.tokens import token_ids
+from engine.decoding.generation import generate
+from engine.serving.kv_cache import PUBLISHED, growth_points, kv_bytes_per_token
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 
 TIMED_PROMPT = "Once upon a time there was a small robot who loved to count tokens."

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import engine.norms
-import engine.perplexity
-from engine.perplexity import perplexity
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+import engine.inside.norms
+import engine.model.perplexity
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 from ui.text import large_number
 
@@ -109,8 +109,8 @@ def test_sliders_reshape_without_a_forward_pass(lm, monkeypatch):
 
     def no_pass(*args, **kwargs):
         raise AssertionError("a forward pass ran on a slider move")
-    monkeypatch.setattr(engine.norms, "trace", no_pass)
-    monkeypatch.setattr(engine.perplexity, "trace", no_pass)
+    monkeypatch.setattr(engine.inside.norms, "trace", no_pass)
+    monkeypatch.setattr(engine.model.perplexity, "trace", no_pass)
     at.slider(key="layer").set_value(3).run()
     at.slider(key="token").set_value(2).run()
     assert_no_exception(at)

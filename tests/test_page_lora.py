@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
 
-from engine.jobs import job_registry
-from engine.tokens import token_ids
+from engine.runtime.jobs import job_registry
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 
 

@@ -6,9 +6,9 @@ import numpy as np
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize
 
-from engine.model_cache import cache_root
-from engine.model_formats import open_gguf
-from engine.model_source import locate_gguf
+from engine.model.model_cache import cache_root
+from engine.serving.model_formats import open_gguf
+from engine.model.model_source import locate_gguf
 from tests.pages import assert_no_exception, open_page, shown_text
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.moe import ExpertRouting, expert_neurons, moe_interventions
-from engine.perplexity import perplexity, scores_from_logits
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.inside.moe import ExpertRouting, expert_neurons, moe_interventions
+from engine.model.perplexity import perplexity, scores_from_logits
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 
 
@@ -30,7 +30,7 @@ def metric(at, label: str) -> str:
 
 
 def fresh_perplexity(lm, ids, interventions) -> float:
-    """Straight from a traced pass, not through engine.perplexity's cache (which the page's job filled)."""
+    """Straight from a traced pass, not through engine.model.perplexity's cache (which the page's job filled)."""
     nll, _ = scores_from_logits(ids, trace(lm, ids, interventions=interventions).logits)
     return float(np.exp(nll.mean()))
 

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from engine.attention import capture, findings, head_stats
+from engine.inside.attention import capture, findings, head_stats
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 DEFAULT_TEXT = ("The cat sat on the mat because the mat was warm. Then the dog sat on the mat too, "

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from engine.generation import generate, next_token_distribution
+from engine.decoding.generation import generate, next_token_distribution
 from tests.pages import assert_no_exception, open_page, shown_text
 
 

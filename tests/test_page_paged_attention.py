@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from engine.batching import request_stream
-from engine.jobs import job_registry
-from engine.kv_allocator import (FULL_CONTEXT, MAX_TOKENS, Request, batch_that_fits, memory_timeline, paged_pool_at,
+from engine.serving.batching import request_stream
+from engine.runtime.jobs import job_registry
+from engine.serving.kv_allocator import (FULL_CONTEXT, MAX_TOKENS, Request, batch_that_fits, memory_timeline, paged_pool_at,
                                  parallel_samples, peak_reserved, reservation)
-from engine.kv_cache import kv_bytes_per_token, live_element_size, live_spec
-from engine.workload import load_answers
+from engine.serving.kv_cache import kv_bytes_per_token, live_element_size, live_spec
+from engine.serving.workload import load_answers
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 from ui.text import human_bytes
 

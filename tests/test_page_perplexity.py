@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.loss import shuffle_words, sliding_window_perplexity
-from engine.tokens import token_ids
+from engine.decoding.loss import shuffle_words, sliding_window_perplexity
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 
 DEFAULT = ("Once upon a time, a little girl lived with her mother in a small house at the edge of a forest. "

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.perplexity import perplexity
-from engine.positions import shuffle_words
-from engine.tokens import decode, tokenize
-from engine.traced import Interventions, trace
+from engine.model.perplexity import perplexity
+from engine.inside.positions import shuffle_words
+from engine.tokens.offsets import decode, tokenize
+from engine.model.traced import Interventions, trace
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 DEFAULT_TEXT = ("Every morning the old baker unlocked his shop at six, lit the ovens, swept the floor and set out "

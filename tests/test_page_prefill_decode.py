@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from engine.jobs import job_registry
-from engine.roofline import machine_peaks, prefill_lengths
+from engine.runtime.jobs import job_registry
+from engine.serving.roofline import machine_peaks, prefill_lengths
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 
 PROSE = "concepts/prefill-decode.md"
@@ -36,7 +36,7 @@ def number(text: str) -> float:
 
 
 def by_hand(lm, n: int, cached: int = 0, sequences: int = 1) -> float:
-    """FLOPs per byte of a pass, counted here from the model's modules, independently of engine.roofline."""
+    """FLOPs per byte of a pass, counted here from the model's modules, independently of engine.serving.roofline."""
     layers = lm.model.model.layers
     block = sum(p.numel() for layer in layers for name, p in layer.named_parameters() if name.endswith("proj.weight"))
     head = lm.model.lm_head.weight.numel()

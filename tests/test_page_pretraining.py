@@ -6,8 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine.loss import token_losses
-from engine.tokens import decode_each, token_ids, visible
+from engine.decoding.loss import token_losses
+from engine.tokens.offsets import decode_each, token_ids, visible
 from engine.training.corpus import load_corpus
 from engine.training.lab import RunConfig, train
 from tests.pages import assert_no_exception, chart, open_page, plotly_array, run_until, shown_text

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from engine.prompt_cache import new_cache, shared_prefix_length
-from engine.tokens import decode, token_ids
+from engine.serving.prompt_cache import new_cache, shared_prefix_length
+from engine.tokens.offsets import decode, token_ids
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 from ui.text import human_bytes
 
@@ -39,7 +39,7 @@ def is_greedy_continuation(lm, ids: list[int], answer: list[int]) -> bool:
 
 def stored_result(prefix: str, questions: list[str], steps: int):
     """The run the page shows, from the server's job store (the page shows its text; its token ids are here)."""
-    from engine.jobs import job_registry
+    from engine.runtime.jobs import job_registry
     return job_registry().get(("prompt-cache timing", prefix, tuple(questions), steps)).result
 
 

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-import engine.prompting
+import engine.using.prompting
 import ui.prompting
-from engine.chat_template import chat_messages, render
-from engine.generation import generate
-from engine.prompting import (CONTENT_FREE, DIRECT_SUFFIX, build_prompt, choice_ids, choose_demonstrations,
+from engine.using.chat_template import chat_messages, render
+from engine.decoding.generation import generate
+from engine.using.prompting import (CONTENT_FREE, DIRECT_SUFFIX, build_prompt, choice_ids, choose_demonstrations,
                               final_number, load_questions, load_tasks, majority_vote)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 from tests.test_prompting import plain_logprobs
 
@@ -115,7 +115,7 @@ def test_reshaping_controls_run_no_model(monkeypatch):
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model ran on a control that only reshapes results")
-    monkeypatch.setattr(engine.prompting, "score_prompts", no_model)
+    monkeypatch.setattr(engine.using.prompting, "score_prompts", no_model)
     monkeypatch.setattr(ui.prompting, "score_condition", no_model)
     monkeypatch.setattr(ui.prompting, "score_text", no_model)
     at.radio(key="score").set_value("per token").run()

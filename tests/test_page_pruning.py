@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from engine.compression import damage, make_pruner
-from engine.tokens import token_ids
+from engine.serving.compression import damage, make_pruner
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 from tests.test_page_quantization import DEFAULT
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from engine.compression import Quantizer, bits_per_weight, block_linear_weights, damage
-from engine.tokens import token_ids
+from engine.serving.compression import Quantizer, bits_per_weight, block_linear_weights, damage
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 
 DEFAULT = ("The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "

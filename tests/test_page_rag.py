@@ -6,12 +6,12 @@ import re
 import numpy as np
 import pytest
 
-from engine.decoding import sequence_logprob
-from engine.encoder import embed_sentences, load_encoder
-from engine.generation import generate
+from engine.decoding.strategies import sequence_logprob
+from engine.model.encoder import embed_sentences, load_encoder
+from engine.decoding.generation import generate
 from engine.retrieval.chunks import chunk_corpus, load_chunk_index, read_concept_files
 from engine.retrieval.rag import contains_reference, rag_prompt
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 from ui.rag import probability_text
 from ui.text import escape_markdown

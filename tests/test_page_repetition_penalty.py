@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.generation import generate
-from engine.tokens import token_ids
+from engine.decoding.generation import generate
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, shown_text
 
 DEFAULT = "I love you. I love you. I"

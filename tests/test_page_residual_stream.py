@@ -7,12 +7,12 @@ import re
 import numpy as np
 import pytest
 
-import engine.residual
-from engine.forward import forward
-from engine.perplexity import perplexity
-from engine.residual import softmax
-from engine.tokens import decode_each, token_ids, visible
-from engine.traced import Interventions, trace
+import engine.inside.residual
+from engine.model.forward import forward
+from engine.model.perplexity import perplexity
+from engine.inside.residual import softmax
+from engine.tokens.offsets import decode_each, token_ids, visible
+from engine.model.traced import Interventions, trace
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 from ui.text import large_number
 
@@ -105,7 +105,7 @@ def test_following_another_token_runs_no_pass(lm, monkeypatch):
 
     def no_pass(*args, **kwargs):
         raise AssertionError("a forward pass ran")
-    monkeypatch.setattr(engine.residual, "trace", no_pass)
+    monkeypatch.setattr(engine.inside.residual, "trace", no_pass)
     at.selectbox(key="follow").set_value(options[1]).run()
     at.slider(key="token").set_value(3).run()
     assert_no_exception(at)

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-import engine.positions
+import engine.inside.positions
 import ui.positions
-from engine.perplexity import perplexity
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 DEFAULT_TEXT = ("The old lighthouse keeper climbed the narrow stairs every evening to light the lamp, and ships far "
@@ -136,7 +136,7 @@ def test_moving_a_slider_runs_no_forward_pass(monkeypatch):
     def no_forward(*args, **kwargs):
         raise AssertionError("a forward pass ran on a slider move")
     monkeypatch.setattr(ui.positions, "trace", no_forward)
-    monkeypatch.setattr(engine.positions, "trace", no_forward)
+    monkeypatch.setattr(engine.inside.positions, "trace", no_forward)
     monkeypatch.setattr(ui.positions, "perplexity", no_forward)
     for key, value in (("pair", 9), ("key", 4), ("layer", 11)):
         at.slider(key=key).set_value(value).run()

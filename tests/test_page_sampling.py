@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from engine.diversity import distinct_n, mean_pairwise_similarity
-from engine.encoder import embed_sentences, load_encoder
-from engine.generation import generate
+from engine.decoding.diversity import distinct_n, mean_pairwise_similarity
+from engine.model.encoder import embed_sentences, load_encoder
+from engine.decoding.generation import generate
 from tests.pages import assert_no_exception, open_page, run_until
 
 DEFAULT = "My favourite thing about the weekend is"

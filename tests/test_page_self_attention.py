@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-import engine.attention
-from engine.attention import attention_step, capture
+import engine.inside.attention
+from engine.inside.attention import attention_step, capture
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired"
@@ -74,7 +74,7 @@ def test_moving_layer_head_query_never_reruns_the_full_pass(lm, monkeypatch):
     """The maps come from one cached full pass; the worked row needs only the chosen layer's vectors, from a
     traced pass that stops after that layer and is reused while only the head or the query moves."""
     full, traced = [], []
-    real_forward, real_trace = engine.attention.forward, engine.attention.trace
+    real_forward, real_trace = engine.inside.attention.forward, engine.inside.attention.trace
 
     def counting_forward(*args, **kwargs):
         full.append(1)
@@ -84,8 +84,8 @@ def test_moving_layer_head_query_never_reruns_the_full_pass(lm, monkeypatch):
         traced.append(kwargs["interventions"].exit_layer)
         return real_trace(*args, **kwargs)
 
-    monkeypatch.setattr(engine.attention, "forward", counting_forward)
-    monkeypatch.setattr(engine.attention, "trace", counting_trace)
+    monkeypatch.setattr(engine.inside.attention, "forward", counting_forward)
+    monkeypatch.setattr(engine.inside.attention, "trace", counting_trace)
     at = open_page("self-attention", {"text": "A text only this test uses, to miss every cache"})
     assert_no_exception(at)
     assert len(full) == 1 and traced == [14]          # default layer 14: the trace stops after it

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.encoder import load_encoder
-from engine.sentence_embeddings import POOLINGS, parse_triples, run_benchmark, split_preset
+from engine.model.encoder import load_encoder
+from engine.inside.sentence_embeddings import POOLINGS, parse_triples, run_benchmark, split_preset
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 from ui import samples
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from concepts import load_catalogue
-from engine.jobs import job_registry
-from engine.serving_engine import ENGINES_FILE, EngineOptions, planned_work
-from engine.tokens import decode
+from engine.runtime.jobs import job_registry
+from engine.serving.serving_engine import ENGINES_FILE, EngineOptions, planned_work
+from engine.tokens.offsets import decode
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 
 TINY = {"system": "Printing costs ten cents a page.", "questions": "How much does printing cost?\nHi", "n": "6",

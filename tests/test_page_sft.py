@@ -5,7 +5,7 @@ import json
 import numpy as np
 import torch
 
-from engine.jobs import job_registry
+from engine.runtime.jobs import job_registry
 from engine.training.sft import IGNORE
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 

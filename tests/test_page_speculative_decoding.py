@@ -3,8 +3,8 @@ run it charts, and its speed-up is the two measured times divided, for the defau
 import json
 import re
 
-from engine.generation import generate
-from engine.tokens import decode
+from engine.decoding.generation import generate
+from engine.tokens.offsets import decode
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 
 DEFAULT = "The cat sat on the mat. The dog sat on the log. The cat"

@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-import engine.state_space
-from engine.perplexity import scores_from_logits
-from engine.state_space import retention, selective_deltas, step_lengths
-from engine.tokens import token_ids
-from engine.traced import trace
+import engine.inside.state_space
+from engine.model.perplexity import scores_from_logits
+from engine.inside.state_space import retention, selective_deltas, step_lengths
+from engine.tokens.offsets import token_ids
+from engine.model.traced import trace
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 
 CAP = 16384
@@ -99,7 +99,7 @@ class FakeClock:
 
 
 def test_step_costs_come_from_the_clock_and_the_cap_is_enforced(lm, monkeypatch):
-    monkeypatch.setattr(engine.state_space, "time", FakeClock())
+    monkeypatch.setattr(engine.inside.state_space, "time", FakeClock())
     at = open_page("state-space-models", {"longest": "128k", "text": ""})
     assert_no_exception(at)
     assert "Measured up to 16,384 tokens only" in shown_text(at)

@@ -11,9 +11,9 @@ from scipy.stats import entropy
 
 import ui.cached
 import ui.system_prompt
-from engine.chat_template import chat_messages, render, template_ids
-from engine.generation import generate, next_token_distribution
-from engine.tokens import token_ids
+from engine.using.chat_template import chat_messages, render, template_ids
+from engine.decoding.generation import generate, next_token_distribution
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 
 USER = "What colour is the sky?"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import ui.cached
-from engine.generation import generate, next_token_distribution
-from engine.sampling import apply_temperature, entropy_bits
+from engine.decoding.generation import generate, next_token_distribution
+from engine.decoding.sampling import apply_temperature, entropy_bits
 from tests.pages import assert_no_exception, open_page, shown_text
 
 

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from engine.encoder import load_encoder
-from engine.token_cost import PER_MILLION
-from engine.tokenizers import quicktok_encoding
+from engine.model.encoder import load_encoder
+from engine.tokens.token_cost import PER_MILLION
+from engine.tokens.tokenizers import quicktok_encoding
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 from ui import samples
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.embeddings import embedding_matrix, lookup_word, map_words, normalize_rows, solve_analogy
+from engine.inside.embeddings import embedding_matrix, lookup_word, map_words, normalize_rows, solve_analogy
 from tests.pages import assert_no_exception, open_page, shown_text
 
 SLUG = "token-embeddings"

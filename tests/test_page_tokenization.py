@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from engine.tokenizers import ask, count_question, number_in_answer, smollm2_tokens, text_stats
-from engine.tokens import decode, token_ids
+from engine.tokens.tokenizers import ask, count_question, number_in_answer, smollm2_tokens, text_stats
+from engine.tokens.offsets import decode, token_ids
 from tests.pages import assert_no_exception, open_page, shown_text
 
 DEFAULT_TEXT = "Tokenization isn't magic: ChatGPT reads 'strawberry' as pieces. 🍓 東京 1234567"

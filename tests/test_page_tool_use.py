@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from engine.tokens import decode_each, token_ids
-from engine.tool_use import HEAD, TOOLS, allowed_mask, call_prompt_ids, constrained_call, parse_call, run_tool
+from engine.tokens.offsets import decode_each, token_ids
+from engine.using.tool_use import HEAD, TOOLS, allowed_mask, call_prompt_ids, constrained_call, parse_call, run_tool
 from tests.pages import assert_no_exception, open_page, plotly_array, run_until, shown_text
 from ui.text import escape_markdown
 from tests.test_prompting import plain_logprobs

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.forward import forward
-from engine.generation import filter_logits
-from engine.sampling import entropy_bits, sampling_filter, softmax
-from engine.tokens import token_ids
+from engine.model.forward import forward
+from engine.decoding.generation import filter_logits
+from engine.decoding.sampling import entropy_bits, sampling_filter, softmax
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, shown_text
 
 DEFAULT_TEXT = "The capital of France is Paris. My favourite city is"

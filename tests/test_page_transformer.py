@@ -7,12 +7,12 @@ import re
 import numpy as np
 import pytest
 
-import engine.architecture
-from engine.architecture import block_interventions, outcome
-from engine.forward import forward
-from engine.norms import rms
-from engine.tokens import decode_each, token_ids, visible
-from engine.traced import trace
+import engine.model.architecture
+from engine.model.architecture import block_interventions, outcome
+from engine.model.forward import forward
+from engine.inside.norms import rms
+from engine.tokens.offsets import decode_each, token_ids, visible
+from engine.model.traced import trace
 from tests.pages import assert_no_exception, open_page, plotly_array, shown_text
 from ui.text import large_number
 
@@ -99,7 +99,7 @@ def test_stage_and_token_changes_run_no_pass(lm, monkeypatch):
 
     def no_pass(*args, **kwargs):
         raise AssertionError("a forward pass ran")
-    monkeypatch.setattr(engine.architecture, "trace", no_pass)
+    monkeypatch.setattr(engine.model.architecture, "trace", no_pass)
     for stage in ("ffn", "lm_head", "embedding", "rope"):
         at.selectbox(key="stage").set_value(stage).run()
         assert_no_exception(at)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import ui.vector_search
-from engine.encoder import embed_sentences, load_encoder
-from engine.embeddings import embedding_matrix
+from engine.model.encoder import embed_sentences, load_encoder
+from engine.inside.embeddings import embedding_matrix
 from engine.retrieval.ann import IndexSpec, index_store, query_rows
 from engine.retrieval.chunks import load_chunk_index
-from engine.tokens import decode_each, token_ids, visible
+from engine.tokens.offsets import decode_each, token_ids, visible
 from tests.pages import assert_no_exception, open_page, run_until, shown_text
 
 TOKENS = "SmolLM2's token embeddings"

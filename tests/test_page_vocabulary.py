@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from engine.tokenizers import QUICKTOK, quicktok_encoding, vocabulary_size
-from engine.tokens import token_ids
+from engine.tokens.tokenizers import QUICKTOK, quicktok_encoding, vocabulary_size
+from engine.tokens.offsets import token_ids
 from tests.pages import assert_no_exception, open_page, shown_text
 
 ENGLISH = ("The old lighthouse keeper climbed the spiral stairs every evening, trimmed the wick, and "
@@ -15,7 +15,7 @@ NAMES = ["SmolLM2", "GPT-4 cl100k", "GPT-4o o200k", "Llama 3", "Qwen2.5/3", "BER
 
 @pytest.fixture(scope="module")
 def enc():
-    from engine.encoder import load_encoder
+    from engine.model.encoder import load_encoder
     return load_encoder()
 
 

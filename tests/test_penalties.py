@@ -1,12 +1,12 @@
-"""engine.penalties: the three penalties follow their formulas, the multiplicative one is transformers' own."""
+"""engine.decoding.penalties: the three penalties follow their formulas, the multiplicative one is transformers' own."""
 import numpy as np
 import pytest
 import torch
 from transformers import RepetitionPenaltyLogitsProcessor
 
-from engine.generation import generate
-from engine.penalties import Penalty, generate_with_penalty, penalized
-from engine.tokens import token_ids
+from engine.decoding.generation import generate
+from engine.decoding.penalties import Penalty, generate_with_penalty, penalized
+from engine.tokens.offsets import token_ids
 
 LOGITS = np.array([2.0, -2.0, 1.0, 0.5, -0.5], dtype=np.float32)
 

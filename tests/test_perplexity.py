@@ -1,11 +1,11 @@
-"""engine.perplexity: the unchanged model's perplexity is the model's own loss; interventions raise it; cached."""
+"""engine.model.perplexity: the unchanged model's perplexity is the model's own loss; interventions raise it; cached."""
 import numpy as np
 import pytest
 import torch
 
-from engine import perplexity as ppl
-from engine.tokens import token_ids
-from engine.traced import Interventions
+from engine.model import perplexity as ppl
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was a sunny day, and the children played in the park."
 

@@ -1,15 +1,15 @@
-"""engine.positions: the sinusoids follow their formula, SmolLM2 has no position parameters, shifting every
+"""engine.inside.positions: the sinusoids follow their formula, SmolLM2 has no position parameters, shifting every
 position leaves RoPE's scores unchanged, and a shuffle moves the prediction except in the order-blind setting."""
 import math
 
 import numpy as np
 import pytest
 
-from engine.positions import (largest_shift_change, order_effect, position_facts, shift_check, shifted_scores,
+from engine.inside.positions import (largest_shift_change, order_effect, position_facts, shift_check, shifted_scores,
                               shuffle_words, sinusoidal_encoding, word_spans)
-from engine.perplexity import perplexity
-from engine.tokens import token_ids, tokenize
-from engine.traced import Interventions
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import token_ids, tokenize
+from engine.model.traced import Interventions
 
 TEXT = "Every morning the old baker unlocked his shop at six, lit the ovens and set out the first warm loaves of"
 

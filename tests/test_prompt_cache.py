@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from engine.prompt_cache import (compare_prefix_reuse, copy_cache, new_cache, prefill_share_saved,
+from engine.serving.prompt_cache import (compare_prefix_reuse, copy_cache, new_cache, prefill_share_saved,
                                  shared_prefix_length)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 
 
 def test_shared_prefix_length_and_saved_share():

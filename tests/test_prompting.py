@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.prompting import (CONTENT_FREE, ChoiceScore, Condition, Example, ItemScores, build_prompt,
+from engine.using.prompting import (CONTENT_FREE, ChoiceScore, Condition, Example, ItemScores, build_prompt,
                               chance_accuracy, choice_ids, choice_probabilities, choose_demonstrations, final_number,
                               load_questions, load_tasks, majority_vote, score_prompts, score_text)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 
 
 def plain_logprobs(lm, prompt_ids, choice):

@@ -1,6 +1,6 @@
 """Figures the prose states about this app's model are checked against the model itself."""
-from engine.generation import next_token_distribution
-from engine.tokens import token_ids, tokenize
+from engine.decoding.generation import next_token_distribution
+from engine.tokens.offsets import token_ids, tokenize
 
 
 def test_next_token_quiz_figure_for_paris(lm):

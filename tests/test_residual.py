@@ -3,11 +3,11 @@ the lens after block L is the early exit at L, and the attribution adds up to th
 import numpy as np
 import pytest
 
-from engine.forward import forward
-from engine.residual import (attribution, exit_perplexity, exit_sweep, lens_grid_pass, softmax, stream_pass,
+from engine.model.forward import forward
+from engine.inside.residual import (attribution, exit_perplexity, exit_sweep, lens_grid_pass, softmax, stream_pass,
                              stream_sizes, trajectory)
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 
 TEXT = "The Eiffel Tower is in Paris, and the Colosseum is in"
 

@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from engine.decoding import sequence_logprob
+from engine.decoding.strategies import sequence_logprob
 from engine.retrieval.ann import (IndexSpec, IndexStopped, IndexStore, approximate_neighbours, build_index,
                                   effective_nlist, measure, query_rows, search_grid)
 from engine.retrieval.chunks import (BuildStopped, Chunk, build_chunk_index, chunk_concept, chunk_corpus,
@@ -13,7 +13,7 @@ from engine.retrieval.chunks import (BuildStopped, Chunk, build_chunk_index, chu
 from engine.retrieval.exact import compare_metrics, exact_neighbours_of_rows, exact_search, recall_at_k
 from engine.retrieval.rag import (contains_reference, gold_index, positions_order, rag_prompt, reference_logprobs,
                                   run_rag, user_message)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 
 PAGE = """+++
 title = "Toy concept"

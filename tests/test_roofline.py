@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from engine.roofline import (MachinePeaks, better_of, PrefillPoint, DecodePoint, machine_peaks, measure_machine,
+from engine.serving.roofline import (MachinePeaks, better_of, PrefillPoint, DecodePoint, machine_peaks, measure_machine,
                              measure_passes, prefill_lengths, read_rates, matmul_rates, work_profile)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 
 
 def test_micro_benchmarks_report_their_best_runs():

@@ -1,4 +1,4 @@
-"""engine.rope and the RoPE interventions of the traced pass: the frequencies are the model's, the rotation
+"""engine.inside.rope and the RoPE interventions of the traced pass: the frequencies are the model's, the rotation
 reproduces the model's rotated q and k, scores depend on distance only, and a changed base or scale does what
 it says (and the model's own base changes nothing, bit for bit)."""
 import math
@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from engine.rope import as_pairs, pair_contributions, rope_frequencies, rotate_pairs, rotation_tables, score_by_distance
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.inside.rope import as_pairs, pair_contributions, rope_frequencies, rotate_pairs, rotation_tables, score_by_distance
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 
 TEXT = "The old lighthouse keeper climbed the narrow stairs every evening to light the lamp for the ships."
 LAYER, HEAD = 1, 2

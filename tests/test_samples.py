@@ -1,7 +1,7 @@
 """The presets in assets/samples.toml: every table a page loads exists, parses and holds usable text."""
 import pytest
 
-from engine.embeddings import parse_groups
+from engine.inside.embeddings import parse_groups
 from ui import samples
 
 

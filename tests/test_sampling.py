@@ -1,4 +1,4 @@
-"""engine.sampling on SmolLM2's real logits: temperature, entropy, top-k, top-p and min-p, and the charts."""
+"""engine.decoding.sampling on SmolLM2's real logits: temperature, entropy, top-k, top-p and min-p, and the charts."""
 import itertools
 import json
 
@@ -10,8 +10,8 @@ from transformers.generation.logits_process import (MinPLogitsWarper, Temperatur
 
 from charts.sampling import entropy_curve as entropy_curve_chart
 from charts.sampling import survivor_bars, temperature_bars
-from engine.generation import filter_logits, generate, next_token_distribution
-from engine.sampling import (apply_temperature, entropy_bits, entropy_curve, min_p_mask, nucleus_size,
+from engine.decoding.generation import filter_logits, generate, next_token_distribution
+from engine.decoding.sampling import (apply_temperature, entropy_bits, entropy_curve, min_p_mask, nucleus_size,
                              sampling_filter, top_k_mask, top_p_mask)
 
 PROMPTS = ["My favourite food is", "The capital of France is", "Once upon a time, there was a"]

@@ -1,15 +1,15 @@
-"""engine.semantic_entropy: the entropy formula, a deterministic grouping, token confidence read from the model."""
+"""engine.decoding.semantic_entropy: the entropy formula, a deterministic grouping, token confidence read from the model."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from engine.encoder import embed_sentences, load_encoder
-from engine.generation import generate
-from engine.semantic_entropy import (NOTHING_NEW, answer_core, cluster_sizes, greedy_answer, meaning_clusters,
+from engine.model.encoder import embed_sentences, load_encoder
+from engine.decoding.generation import generate
+from engine.decoding.semantic_entropy import (NOTHING_NEW, answer_core, cluster_sizes, greedy_answer, meaning_clusters,
                                      question_prompt, sample_answers, score_answer, semantic_entropy_bits)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from charts.sentence_embeddings import benchmark_by_layer, query_bars, sentence_map, similarity_heatmap
-from engine.encoder import load_encoder
-from engine.sentence_embeddings import (MAX_SENTENCE_CHARS, MAX_SENTENCES, POOLINGS, cosine_matrix, decoder_states,
+from engine.model.encoder import load_encoder
+from engine.inside.sentence_embeddings import (MAX_SENTENCE_CHARS, MAX_SENTENCES, POOLINGS, cosine_matrix, decoder_states,
                                         encoder_vectors, mean_off_diagonal, parse_sentences, parse_triples,
                                         rank_by_similarity, rank_of, run_benchmark, split_preset)
 from ui import samples

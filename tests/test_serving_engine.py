@@ -5,9 +5,9 @@ import itertools
 import pytest
 import torch
 
-from engine.serving_engine import (EngineOptions, EngineRun, PlannedWork, RequestResult, chat_parts, planned_work,
+from engine.serving.serving_engine import (EngineOptions, EngineRun, PlannedWork, RequestResult, chat_parts, planned_work,
                                    serve, without_special_tokens)
-from engine.tokens import decode, token_ids
+from engine.tokens.offsets import decode, token_ids
 
 SYSTEM = ("Answer in one short sentence. Printing costs ten cents a page in black and white and fifty cents in "
           "colour. The library opens at 10 am on Saturdays.")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.loss import model_own_loss, token_losses
-from engine.tokens import token_ids
+from engine.decoding.loss import model_own_loss, token_losses
+from engine.tokens.offsets import token_ids
 from engine.training.smollm_step import LastBlock, gradient_steps, layer_gradients, loss_slice, top_input
 
 SENTENCE = "The lighthouse keeper climbed the stairs every evening to light the lamp."

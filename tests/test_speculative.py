@@ -1,9 +1,9 @@
 """Speculative decoding: the drafts, the acceptance rule, and an output equal to plain greedy decoding."""
 import pytest
 
-from engine.generation import generate
-from engine.speculative import EARLY_EXIT, LOOKUP, accepted_prefix, compare, first_round, lookup_draft, speculative_generate
-from engine.tokens import token_ids
+from engine.decoding.generation import generate
+from engine.decoding.speculative import EARLY_EXIT, LOOKUP, accepted_prefix, compare, first_round, lookup_draft, speculative_generate
+from engine.tokens.offsets import token_ids
 
 PROMPT = "The cat sat on the mat. The dog sat on the log. The cat"
 

@@ -3,7 +3,7 @@ retention weights and the measured step costs behave as the page says."""
 import numpy as np
 import pytest
 
-from engine.state_space import (attention_step, convolution_form, convolution_kernel, measure_step_costs,
+from engine.inside.state_space import (attention_step, convolution_form, convolution_kernel, measure_step_costs,
                                 mixing_matrix, retention, scan_step, selective_deltas, selective_scan,
                                 step_lengths, unrolled_form)
 

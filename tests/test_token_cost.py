@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from charts.token_cost import chunk_bars, cost_bars, density_heatmap
-from engine.token_cost import Price, chunk_tokens, cost, density, reply_tokens, usd
-from engine.tokenizers import TokenPiece
+from engine.tokens.token_cost import Price, chunk_tokens, cost, density, reply_tokens, usd
+from engine.tokens.tokenizers import TokenPiece
 
 
 def test_cost_is_tokens_times_price_per_million_times_requests():
@@ -50,6 +50,6 @@ def test_charts_carry_their_numbers():
 
 
 def test_the_prose_claim_o200k_is_about_twice_cl100k():
-    from engine.tokenizers import vocabulary_size     # token-cost.md: "a vocabulary about twice as large"
+    from engine.tokens.tokenizers import vocabulary_size     # token-cost.md: "a vocabulary about twice as large"
     ratio = vocabulary_size("o200k").total / vocabulary_size("cl100k").total
     assert 1.9 < ratio < 2.1

@@ -1,13 +1,13 @@
 """The tokenizer comparison reports each tokenizer's own ids, counts, bytes and vocabulary size."""
 import pytest
 
-from engine.generation import generate
-from engine.tokenizers import (BERT, QUICKTOK, SPECS, ask, byte_to_char, bytes_to_piece, chat_prompt,
+from engine.decoding.generation import generate
+from engine.tokens.tokenizers import (BERT, QUICKTOK, SPECS, ask, byte_to_char, bytes_to_piece, chat_prompt,
                                compare_tokenizers, count_question, embedding_size, letter_count,
                                letters_per_token, number_in_answer, piece_to_bytes, quicktok_encoding,
                                quicktok_tokens, smollm2_tokens, spans_from_bytes, text_stats, visible_bytes,
                                visible_text, vocabulary_size, wordpiece_tokens)
-from engine.tokens import decode, token_ids
+from engine.tokens.offsets import decode, token_ids
 
 SAMPLE = "Tokenization isn't magic: ChatGPT reads 'strawberry' as pieces. 🍓 東京 1234567"
 MIXED = ["Hello, world!", "def f(x):\n\treturn x  # two spaces\n", "Grüße aus Köln", "老灯塔看守人", "👨‍👩‍👧 🇩🇪 ❤️",
@@ -16,7 +16,7 @@ MIXED = ["Hello, world!", "def f(x):\n\treturn x  # two spaces\n", "Grüße aus 
 
 @pytest.fixture(scope="module")
 def enc():
-    from engine.encoder import load_encoder
+    from engine.model.encoder import load_encoder
     return load_encoder()
 
 

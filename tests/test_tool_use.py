@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from engine.tokens import decode_each
-from engine.tool_use import (UnsafeExpression, allowed_mask, calculate, call_prompt_ids, constrained_call,
+from engine.tokens.offsets import decode_each
+from engine.using.tool_use import (UnsafeExpression, allowed_mask, calculate, call_prompt_ids, constrained_call,
                              is_complete, is_valid_prefix, lookup, parse_call, run_tool)
 
 HOSTILE = ["__import__('os').system('touch /tmp/tool_use_pwned')", "().__class__.__bases__", "open('/etc/passwd')",

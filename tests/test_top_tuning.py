@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from engine.training.top_tuning import Fact, TopStack, frozen_input, lora_parameter_formula, lora_stack, split_fact, \
     train_lora
 

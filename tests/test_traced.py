@@ -1,4 +1,4 @@
-"""engine.traced: the plain-torch pass is the model (parity), each intervention changes what it claims and
+"""engine.model.traced: the plain-torch pass is the model (parity), each intervention changes what it claims and
 nothing before it, and no pass ever changes the shared model."""
 import hashlib
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.tokens import token_ids
-from engine.traced import LAYER_NAMES, LENS_TOP_K, Interventions, trace
+from engine.tokens.offsets import token_ids
+from engine.model.traced import LAYER_NAMES, LENS_TOP_K, Interventions, trace
 
 TEXT = ("The animal didn't cross the street because it was too tired, so it lay down by the old stone wall "
         "and slept until morning.")

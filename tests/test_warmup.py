@@ -16,7 +16,7 @@ from tests.pages import open_page
 open_page("kv-cache")
 from ui.embeddings import umap_warmup
 umap_warmup().join(180)
-from engine.embeddings import umap_is_warm
+from engine.inside.embeddings import umap_is_warm
 print("warm" if umap_is_warm() else "cold")
 """
 

@@ -1,10 +1,10 @@
 """The real-model measurements behind the serving simulations: the bundled answers are the model's own (some are
 regenerated here), step times come from a real batched cache, and parallel samples are seeded and measured."""
 
-from engine.kv_cache import kv_bytes_per_token, live_element_size, live_spec
-from engine.tokenizers import ask, chat_prompt
-from engine.tokens import token_ids
-from engine.workload import (ANSWER_CAP, SERVING_PROMPTS, answers_toml, load_answers, measure_step_times,
+from engine.serving.kv_cache import kv_bytes_per_token, live_element_size, live_spec
+from engine.tokens.tokenizers import ask, chat_prompt
+from engine.tokens.offsets import token_ids
+from engine.serving.workload import (ANSWER_CAP, SERVING_PROMPTS, answers_toml, load_answers, measure_step_times,
                              sample_in_parallel)
 
 

@@ -1,7 +1,7 @@
 """Cached model work for the activation-functions page, keyed by text only.
 
 The gate histograms of all 30 layers come from one traced pass per text (only the binned counts are kept, a
-few kB per layer); moving the layer slider reads them. The three perplexities come from engine.perplexity,
+few kB per layer); moving the layer slider reads them. The three perplexities come from engine.model.perplexity,
 whose own bounded cache is shared with every other page that swaps an activation.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from engine.activations import GateStats, gate_stats, swapped
-from engine.tokens import token_ids
+from engine.inside.activations import GateStats, gate_stats, swapped
+from engine.tokens.offsets import token_ids
 from ui.models import lm
 
 MAX_TOKENS = 128

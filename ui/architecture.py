@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from engine.architecture import ParameterSplit, block_interventions, model_logits, outcome, parameter_split, stage_pass
-from engine.tokens import decode_each, token_ids, visible
-from engine.traced import TracedPass
+from engine.model.architecture import ParameterSplit, block_interventions, model_logits, outcome, parameter_split, stage_pass
+from engine.tokens.offsets import decode_each, token_ids, visible
+from engine.model.traced import TracedPass
 from ui.models import lm
 
 MAX_TOKENS = 48     # one row per token in a glimpse; 9 x 48 x 48 attention probabilities stay small

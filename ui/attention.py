@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from engine.attention import AttentionCapture, AttentionStep, HeadStats, attention_step, capture, head_stats, pooled
-from engine.tokens import visible
+from engine.inside.attention import AttentionCapture, AttentionStep, HeadStats, attention_step, capture, head_stats, pooled
+from engine.tokens.offsets import visible
 from ui.models import lm
 
 MAX_TOKENS = 64   # a 64 x 64 map per head stays readable; 30 x 9 of them stay light

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.benchmarks import (LETTERS, VARIANTS, ItemScores, TextReading, load_items, read_text, score_item,
+from engine.using.benchmarks import (LETTERS, VARIANTS, ItemScores, TextReading, load_items, read_text, score_item,
                                score_set)
-from engine.jobs import Job, JobContext, job_registry
-from engine.tokens import decode_each
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.tokens.offsets import decode_each
 from ui.models import lm
 
 SET_BUDGET_S = 180

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from engine.bpe import (MAX_MERGES, Replay, Segment, merge_list, merge_ranks, replay, segment, train_tokenizer,
+from engine.tokens.bpe import (MAX_MERGES, Replay, Segment, merge_list, merge_ranks, replay, segment, train_tokenizer,
                         trainer_tokens)
-from engine.tokenizers import hex_bytes, piece_to_bytes, visible_bytes
-from engine.tokens import token_ids
+from engine.tokens.tokenizers import hex_bytes, piece_to_bytes, visible_bytes
+from engine.tokens.offsets import token_ids
 from charts.tokens import Chip
 from ui.models import lm
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.generation import Distribution, Generation, generate, next_token_distribution
+from engine.decoding.generation import Distribution, Generation, generate, next_token_distribution
 from ui.models import lm
 
 

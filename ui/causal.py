@@ -13,13 +13,13 @@ import pandas as pd
 import streamlit as st
 
 from charts.causal import shift_bars, shift_heatmap
-from engine.causal_mask import MaskComparison, compare_mask
-from engine.encoder import embed_sentences
-from engine.encoder_attention import EncoderCapture, EncoderCard, capture_encoder, encoder_card
-from engine.future_edit import FutureEdit, HiddenShift, future_edit, replace_last_word
-from engine.perplexity import Perplexity, perplexity
-from engine.tokens import token_ids, visible
-from engine.traced import Interventions
+from engine.inside.causal_mask import MaskComparison, compare_mask
+from engine.model.encoder import embed_sentences
+from engine.inside.encoder_attention import EncoderCapture, EncoderCard, capture_encoder, encoder_card
+from engine.inside.future_edit import FutureEdit, HiddenShift, future_edit, replace_last_word
+from engine.model.perplexity import Perplexity, perplexity
+from engine.tokens.offsets import token_ids, visible
+from engine.model.traced import Interventions
 from ui.charts import figure, show_chart
 from ui.inputs import word_input
 from ui.models import encoder, lm
@@ -61,7 +61,7 @@ def sentence_vectors(first: str, second: str) -> np.ndarray:
 
 
 def perplexities(text: str) -> tuple[Perplexity, Perplexity]:
-    """The text's perplexity with the causal mask and without (engine.perplexity keeps its own bounded cache)."""
+    """The text's perplexity with the causal mask and without (engine.model.perplexity keeps its own bounded cache)."""
     model = lm()
     ids = token_ids(model, text)
     return perplexity(model, ids), perplexity(model, ids, Interventions(causal_mask=False))

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from engine.compression import Damage, Quantizer, damage, linear_weight, make_pruner, sweep
-from engine.jobs import Job, job_registry
-from engine.tokens import token_ids
+from engine.serving.compression import Damage, Quantizer, damage, linear_weight, make_pruner, sweep
+from engine.runtime.jobs import Job, job_registry
+from engine.tokens.offsets import token_ids
 from ui.models import lm
 
 SWEEP_BITS = (8, 6, 4, 3, 2)
@@ -66,5 +66,5 @@ def weight_sample(name: str, bits: int, granularity: str, scheme: str, group: in
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def survivors(text: str, name: str, sparsity: float, pattern: str) -> np.ndarray:
-    from engine.compression import survival_map
+    from engine.serving.compression import survival_map
     return survival_map(lm(), name, sparsity, pattern, ids_of(text))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.decoding import BeamResult, GreedyTrace, beam_search, greedy_trace, sequence_logprob
-from engine.tokens import decode, decode_each, token_ids
+from engine.decoding.strategies import BeamResult, GreedyTrace, beam_search, greedy_trace, sequence_logprob
+from engine.tokens.offsets import decode, decode_each, token_ids
 from ui.models import lm
 
 

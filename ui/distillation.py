@@ -3,7 +3,7 @@
 The page needs the teacher's and a student's full 49,152-way logits at every position of the reader's text (the
 KL is summed over the whole vocabulary), so moving the position or T must not run the model again. Those
 arrays are 49,152 floats per token, so they are kept in a small `st.cache_resource` (read-only) for texts of at
-most MAX_TOKENS tokens. The training runs as a job keyed by its inputs (engine.jobs): a share link to a finished
+most MAX_TOKENS tokens. The training runs as a job keyed by its inputs (engine.runtime.jobs): a share link to a finished
 comparison opens at once, and a second reader with the same settings joins the running one.
 """
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from engine.distillation import (Comparison, RemoveLayers, Setup, compare_students, default_position,
+from engine.training.distillation import (Comparison, RemoveLayers, Setup, compare_students, default_position,
                                  gradient_sizes, middle_block, transfer_set)
-from engine.forward import forward
-from engine.jobs import Job, JobContext, job_registry
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.model.forward import forward
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from ui.models import lm
 
 MAX_TOKENS = 64

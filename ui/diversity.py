@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.diversity import DiversityPoint, diversity_at, temperature_sweep
-from engine.jobs import Job, job_registry
+from engine.decoding.diversity import DiversityPoint, diversity_at, temperature_sweep
+from engine.runtime.jobs import Job, job_registry
 from ui.models import encoder, lm
 
 SWEEP_TEMPERATURES = (0.0, 0.3, 0.6, 0.9, 1.2, 1.5, 2.0)

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.embeddings import (METHOD_NAMES, AnalogyResult, Neighbour, Neighbours, Projection, WordMap,
+from engine.inside.embeddings import (METHOD_NAMES, AnalogyResult, Neighbour, Neighbours, Projection, WordMap,
                                embedding_matrix, map_words, neighbours, normalize_rows, solve_analogy, warm_umap)
-from engine.gate import lowest_priority_for_this_thread
-from engine.live_model import LiveModel
-from engine.tokens import visible
+from engine.runtime.gate import lowest_priority_for_this_thread
+from engine.model.live_model import LiveModel
+from engine.tokens.offsets import visible
 from ui.models import lm
 from ui.text import escape_markdown, ordinal, token_markdown as tok
 

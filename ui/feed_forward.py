@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.neurons import (CorpusIndex, FfnActivations, LogitEffect, ParameterSplit, ablate, build_corpus_index,
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.inside.neurons import (CorpusIndex, FfnActivations, LogitEffect, ParameterSplit, ablate, build_corpus_index,
                             ffn_activations, load_corpus, logit_effect, parameter_split, random_neurons)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from ui.models import lm
 
 MAX_TOKENS = 64        # one bar per token in the "along your text" chart stays readable

@@ -2,7 +2,7 @@
 
 The traced pass is cached per (text, layer) in `st.cache_resource` (small arrays, read-only): moving the head,
 the block size or the stepper only re-tiles a [T, 64] head in numpy, it never re-runs the model. The sweep
-runs as a job keyed by its inputs (engine.jobs): a second reader with the same link joins it or reads it.
+runs as a job keyed by its inputs (engine.runtime.jobs): a second reader with the same link joins it or reads it.
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from engine.flash_attention import CostSweep, head_vectors, measure_costs, sweep_lengths
-from engine.gate import model_work
-from engine.jobs import Job, JobContext, job_registry
-from engine.tokens import decode_each, token_ids
-from engine.traced import trace
+from engine.inside.flash_attention import CostSweep, head_vectors, measure_costs, sweep_lengths
+from engine.runtime.gate import model_work
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.tokens.offsets import decode_each, token_ids
+from engine.model.traced import trace
 from ui.models import lm
 
 SWEEP_BUDGET_S = 60   # the sweep stops after this, so one reader cannot hold a core for long

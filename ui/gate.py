@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from engine.gate import cpu_gate
+from engine.runtime.gate import cpu_gate
 
 
 @contextmanager

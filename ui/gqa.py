@@ -1,7 +1,7 @@
 """Cached computations for the grouped-query attention page, keyed by text and numbers only.
 
 A layer's attention maps live in `st.cache_resource` (read-only arrays, 9 x T x T); choosing another KV
-group only slices them, and the perplexities come from engine.perplexity's shared cache.
+group only slices them, and the perplexities come from engine.model.perplexity's shared cache.
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from engine.gqa import head_differences, pooled_interventions, traced_kv_bytes
-from engine.perplexity import perplexity
-from engine.tokens import decode_each, token_ids, visible
-from engine.traced import Interventions, trace
+from engine.inside.gqa import head_differences, pooled_interventions, traced_kv_bytes
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import decode_each, token_ids, visible
+from engine.model.traced import Interventions, trace
 from ui.models import lm
 
 MAX_TOKENS = 64   # three 64 x 64 maps side by side stay readable

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import Job, job_registry
-from engine.semantic_entropy import AnswerSamples, TokenConfidence, greedy_answer, question_prompt, sample_answers
+from engine.runtime.jobs import Job, job_registry
+from engine.decoding.semantic_entropy import AnswerSamples, TokenConfidence, greedy_answer, question_prompt, sample_answers
 from ui.models import encoder, lm
 
 JOB_BUDGET_S = 180

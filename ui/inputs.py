@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.text_limits import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, bound_text, clean_text
-from engine.tokens import token_offsets
+from engine.tokens.text_limits import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, bound_text, clean_text
+from engine.tokens.offsets import token_offsets
 from ui.models import lm
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import Job, JobState, job_registry
+from engine.runtime.jobs import Job, JobState, job_registry
 
 POLL_S = 0.5
 

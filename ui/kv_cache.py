@@ -1,6 +1,6 @@
 """KV-cache measurements for the kv-cache page, shared by every session of this server.
 
-The timing runs as a job (engine.jobs) keyed by (prompt, new tokens): it takes seconds to a minute, so it
+The timing runs as a job (engine.runtime.jobs) keyed by (prompt, new tokens): it takes seconds to a minute, so it
 runs outside the page's script run, a second reader with the same link joins it, and its result is kept in
 the registry's bounded store, so that a shared link shows the same run. "Measure again" starts a fresh job.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.kv_cache import CacheComparison, CacheGrowth, compare_generation, growth_points, measure_cache_growth
-from engine.tokens import token_ids
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.serving.kv_cache import CacheComparison, CacheGrowth, compare_generation, growth_points, measure_cache_growth
+from engine.tokens.offsets import token_ids
 from ui.models import lm
 
 GROWTH_MIN_TOKENS = 64   # a short prompt is repeated up to this many tokens, so the growth line has points

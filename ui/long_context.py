@@ -1,6 +1,6 @@
 """Jobs of the context-window and state-space pages: the measured cost sweep and the context experiment.
 
-Both take seconds, so both run as jobs keyed by their inputs (engine.jobs): a rerun or a second reader with
+Both take seconds, so both run as jobs keyed by their inputs (engine.runtime.jobs): a rerun or a second reader with
 the same link attaches to the running job or reads its stored result. The cost sweep's key holds only its
 lengths (its tokens are a fixed filler), so the two pages share one measurement.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.long_context import (ContextCosts, ContextCurve, NeedleGrid, ShiftCheck, context_curve, cost_lengths,
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.inside.long_context import (ContextCosts, ContextCurve, NeedleGrid, ShiftCheck, context_curve, cost_lengths,
                                  measure_context_costs, needle_grid, position_shift_check)
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from ui.models import lm
 
 # The context experiment's default text: its end refers back to its beginning.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.tokens import decode_each, token_ids
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.tokens.offsets import decode_each, token_ids
 from engine.training.top_tuning import Fact, LoraRun, block_parameters, frozen_input, lora_parameter_formula, \
     lora_stack, make_example, split_fact, train_lora
 from ui.models import lm

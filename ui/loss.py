@@ -5,9 +5,9 @@ import streamlit as st
 
 from charts.loss import FIRST_TOKEN_FILL, bucket_fill, loss_fill
 from charts.tokens import Chip
-from engine.loss import (TokenLosses, WindowedPerplexity, model_own_loss, rank_bucket, sliding_window_perplexity,
+from engine.decoding.loss import (TokenLosses, WindowedPerplexity, model_own_loss, rank_bucket, sliding_window_perplexity,
                          token_losses)
-from engine.tokens import decode_each, token_ids, visible
+from engine.tokens.offsets import decode_each, token_ids, visible
 from ui.models import lm
 
 
@@ -62,8 +62,8 @@ WINDOWED_MAX_TOKENS = 128   # the stride sweep's text cap: ~250 short passes at 
 
 def stride_sweep_job(text: str, window: int):
     """The sweep of strides for this text and window, as a job: running, stored, or started now."""
-    from engine.jobs import job_registry
-    from engine.loss import stride_sweep
+    from engine.runtime.jobs import job_registry
+    from engine.decoding.loss import stride_sweep
 
     model = lm()
     ids = list(ids_of(text))[:WINDOWED_MAX_TOKENS]

@@ -5,10 +5,10 @@ import numpy as np
 import streamlit as st
 from safetensors import safe_open
 
-from engine.model_cache import cache_root, model_cache_dir
-from engine.model_formats import (SafetensorsHeader, cache_name, dequantized, open_gguf, q4_1_block,
+from engine.model.model_cache import cache_root, model_cache_dir
+from engine.serving.model_formats import (SafetensorsHeader, cache_name, dequantized, open_gguf, q4_1_block,
                                   read_safetensors_header, unpermute_rope_rows)
-from engine.model_source import locate_gguf
+from engine.model.model_source import locate_gguf
 
 
 def gguf_path():

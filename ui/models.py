@@ -11,9 +11,9 @@ from typing import Callable, Generic, TypeVar
 
 import streamlit as st
 
-from engine.encoder import LiveEncoder, load_encoder
-from engine.live_model import LiveModel, load_live_model
-from engine.model_source import ModelUnavailable
+from engine.model.encoder import LiveEncoder, load_encoder
+from engine.model.live_model import LiveModel, load_live_model
+from engine.model.model_source import ModelUnavailable
 
 # transformers resolves its names lazily on first use. Two threads resolving them at once (a page loading
 # SmolLM2 while a job builds the baby GPT) can see a half-imported module and fail with "cannot import name

@@ -1,17 +1,17 @@
 """Cached computations for the mixture-of-experts page, keyed by text and numbers only.
 
 The perplexity for the reader's own k is computed in the page's run (two traced passes, both cached by
-engine.perplexity); the sweep over every k and both routers (fifteen passes, seconds) runs as a job keyed by
+engine.model.perplexity); the sweep over every k and both routers (fifteen passes, seconds) runs as a job keyed by
 its inputs, so a second reader or a share link joins or reads it instead of starting another.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.moe import KSweep, LayerRouting, layer_routing, moe_interventions, sweep_k
-from engine.perplexity import perplexity
-from engine.tokens import decode_each, token_ids, visible
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.inside.moe import KSweep, LayerRouting, layer_routing, moe_interventions, sweep_k
+from engine.model.perplexity import perplexity
+from engine.tokens.offsets import decode_each, token_ids, visible
 from ui.models import lm
 
 MAX_TOKENS = 64

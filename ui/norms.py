@@ -3,17 +3,17 @@
 One traced pass per text is reduced to a NormProfile (the sizes around every norm, plus the attention norms'
 input and output vectors: 2 x 30 x T x 576 floats, about 9 MB at 64 tokens) and kept read-only in a bounded
 resource cache, so moving the token or layer slider only reads it. Perplexities under an intervention come
-from engine.perplexity's shared cache.
+from engine.model.perplexity's shared cache.
 """
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from engine.norms import NormProfile, gains, norm_profile
-from engine.perplexity import Perplexity, perplexity
-from engine.tokens import decode_each, token_ids, visible
-from engine.traced import NORMS, Interventions
+from engine.inside.norms import NormProfile, gains, norm_profile
+from engine.model.perplexity import Perplexity, perplexity
+from engine.tokens.offsets import decode_each, token_ids, visible
+from engine.model.traced import NORMS, Interventions
 from ui.models import lm
 
 MAX_TOKENS = 64

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import Job, job_registry
+from engine.runtime.jobs import Job, job_registry
 from engine.training.lab import OPTIMIZER_NAMES, RunConfig
 from engine.training.optimizer_race import SURFACES, OptimizerRace, SurfacePath, race, race_configs, surface_path
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.penalties import Penalty, PenalizedRun, generate_with_penalty
+from engine.decoding.penalties import Penalty, PenalizedRun, generate_with_penalty
 from ui.decoding import prompt_ids
 from ui.models import lm
 

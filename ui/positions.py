@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from engine.perplexity import perplexity
-from engine.positions import OrderEffect, PositionFacts, ShiftCheck, order_effect, position_facts, shift_check, \
+from engine.model.perplexity import perplexity
+from engine.inside.positions import OrderEffect, PositionFacts, ShiftCheck, order_effect, position_facts, shift_check, \
     shifted_scores, shuffle_words
-from engine.rope import RopeFrequencies, rope_frequencies, rotation_tables
-from engine.tokens import decode, decode_each, token_ids, tokenize, visible
-from engine.traced import Interventions, TracedPass, trace
+from engine.inside.rope import RopeFrequencies, rope_frequencies, rotation_tables
+from engine.tokens.offsets import decode, decode_each, token_ids, tokenize, visible
+from engine.model.traced import Interventions, TracedPass, trace
 from ui.models import lm
 
 MAX_TOKENS = 96      # every layer's q, k and scores for 96 tokens is about 25 MB; a 96-row heatmap stays legible

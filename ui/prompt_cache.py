@@ -1,14 +1,14 @@
 """Prompt-caching measurements for the prompt-caching page, shared by every session of this server.
 
-The timing runs as a job (engine.jobs) keyed by (prefix, questions, new tokens): it takes several seconds, so it
+The timing runs as a job (engine.runtime.jobs) keyed by (prefix, questions, new tokens): it takes several seconds, so it
 runs outside the page's script run, a second reader with the same link joins it, and a shared link shows the
 same stored run. "Measure again" starts a fresh job.
 """
 from __future__ import annotations
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.prompt_cache import PrefixReuse, compare_prefix_reuse
-from engine.tokens import token_ids
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.serving.prompt_cache import PrefixReuse, compare_prefix_reuse
+from engine.tokens.offsets import token_ids
 from ui.models import lm
 
 

@@ -14,11 +14,11 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.live_model import LiveModel
-from engine.prompting import (Condition, ItemScores, ReasoningRun, choose_demonstrations, load_questions,
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.model.live_model import LiveModel
+from engine.using.prompting import (Condition, ItemScores, ReasoningRun, choose_demonstrations, load_questions,
                               load_tasks, reason, score_condition, score_text)
-from engine.tokens import decode_each
+from engine.tokens.offsets import decode_each
 from ui.models import lm
 
 SET_BUDGET_S = 120

@@ -4,7 +4,7 @@ question, the reference answer, the retrieved chunks (and the index they came fr
 A share link to a finished run opens at once."""
 from __future__ import annotations
 
-from engine.jobs import Job, job_registry
+from engine.runtime.jobs import Job, job_registry
 from engine.retrieval.chunks import ChunkIndex
 from engine.retrieval.rag import RagRun, run_rag
 from ui.models import lm

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.residual import Attribution, ExitSweep, attribution, exit_sweep, lens_grid_pass, stream_pass
-from engine.tokens import decode_each, token_ids, visible
-from engine.traced import TracedPass
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.inside.residual import Attribution, ExitSweep, attribution, exit_sweep, lens_grid_pass, stream_pass
+from engine.tokens.offsets import decode_each, token_ids, visible
+from engine.model.traced import TracedPass
 from ui.models import lm
 
 MAX_TOKENS = 32         # a 30-row lens grid stays readable with one column per token up to about this many

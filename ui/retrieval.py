@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from engine.encoder import embed_sentences
-from engine.jobs import Job, JobState, job_registry
+from engine.model.encoder import embed_sentences
+from engine.runtime.jobs import Job, JobState, job_registry
 from engine.retrieval.chunks import (BuildStopped, Chunk, ChunkIndex, build_chunk_index, chunk_corpus,
                                      corpus_fingerprint, load_chunk_index, read_concept_files)
 from ui.jobs import follow

@@ -1,14 +1,14 @@
-"""The prefill-decode page's measurements: this machine's ceilings (measured once per process, engine.roofline),
+"""The prefill-decode page's measurements: this machine's ceilings (measured once per process, engine.serving.roofline),
 the live model's work per pass, and the timed passes as a job keyed by its settings (so a share link opens the
 stored run at once; "Measure again" starts a fresh one)."""
 from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.roofline import MachinePeaks, PassTimings, WorkProfile, machine_peaks, measure_passes, prefill_lengths, \
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.serving.roofline import MachinePeaks, PassTimings, WorkProfile, machine_peaks, measure_passes, prefill_lengths, \
     work_profile
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from ui.models import lm
 from ui.samples import load
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from engine.forward import forward
-from engine.generation import softmax
-from engine.sampling import FilterResult, apply_temperature, entropy_bits
-from engine.tokens import decode_each, token_ids, visible
+from engine.model.forward import forward
+from engine.decoding.generation import softmax
+from engine.decoding.sampling import FilterResult, apply_temperature, entropy_bits
+from engine.tokens.offsets import decode_each, token_ids, visible
 from ui.cached import next_token
 from ui.models import lm
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from engine.embeddings import pca
-from engine.jobs import Job, JobContext, job_registry
-from engine.sentence_embeddings import (Benchmark, DecoderStates, decoder_states, encoder_vectors, parse_triples,
+from engine.inside.embeddings import pca
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.inside.sentence_embeddings import (Benchmark, DecoderStates, decoder_states, encoder_vectors, parse_triples,
                                         run_benchmark)
 from ui.models import encoder, lm
 

@@ -13,13 +13,13 @@ import math
 
 import streamlit as st
 
-from engine.batching import Timeline, request_stream, simulate
-from engine.jobs import Job, JobContext, job_registry
-from engine.kv_allocator import Request, reservation
-from engine.kv_cache import CacheGrowth
-from engine.tokenizers import chat_prompt
-from engine.tokens import token_ids
-from engine.workload import AnswerSet, ParallelSamples, StepTimes, load_answers, measure_step_times, sample_in_parallel
+from engine.serving.batching import Timeline, request_stream, simulate
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.serving.kv_allocator import Request, reservation
+from engine.serving.kv_cache import CacheGrowth
+from engine.tokens.tokenizers import chat_prompt
+from engine.tokens.offsets import token_ids
+from engine.serving.workload import AnswerSet, ParallelSamples, StepTimes, load_answers, measure_step_times, sample_in_parallel
 from ui.kv_cache import cache_growth
 from ui.models import lm
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.serving_engine import MAX_REQUESTS, EngineOptions, EngineRun, chat_parts, serve
-from engine.tokens import token_ids
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.serving.serving_engine import MAX_REQUESTS, EngineOptions, EngineRun, chat_parts, serve
+from engine.tokens.offsets import token_ids
 from ui.models import lm
 
 MAX_QUESTION_CHARS = 200

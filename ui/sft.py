@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.tokens import decode_each
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.tokens.offsets import decode_each
 from engine.training.sft import SftRun, masked_mean, sft_example, sft_steps, token_losses_and_model_loss
 from ui.models import lm
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.jobs import Job, JobContext, job_registry
-from engine.speculative import Comparison, FirstRound, compare, first_round
-from engine.tokens import token_ids
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.decoding.speculative import Comparison, FirstRound, compare, first_round
+from engine.tokens.offsets import token_ids
 from ui.models import lm
 
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from engine.gate import model_work
-from engine.jobs import Job, JobContext, job_registry
-from engine.perplexity import perplexity
-from engine.state_space import (StepCosts, convolution_form, measure_step_costs, retention, selective_deltas,
+from engine.runtime.gate import model_work
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.model.perplexity import perplexity
+from engine.inside.state_space import (StepCosts, convolution_form, measure_step_costs, retention, selective_deltas,
                                 selective_scan, step_lengths, unrolled_form)
-from engine.tokens import decode_each, token_ids
+from engine.tokens.offsets import decode_each, token_ids
 from ui.models import lm
 
 STATES = 4             # state numbers per channel of the scan run on the text (4 keeps its checks quick)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.chat_template import AnswerComparison, RenderedChat, chat_messages, compare_answers, render_tokens
-from engine.jobs import Job, JobContext, job_registry
+from engine.using.chat_template import AnswerComparison, RenderedChat, chat_messages, compare_answers, render_tokens
+from engine.runtime.jobs import Job, JobContext, job_registry
 from ui.models import lm
 
 ANSWER_BUDGET_S = 90

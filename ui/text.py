@@ -2,7 +2,7 @@
 small number formats the pages share."""
 from __future__ import annotations
 
-from engine.tokens import visible
+from engine.tokens.offsets import visible
 
 
 def escape_markdown(text: str) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.token_cost import Chunk, Price, chunk_tokens
-from engine.tokenizers import TokenizerSpec, tokenize_with
+from engine.tokens.token_cost import Chunk, Price, chunk_tokens
+from engine.tokens.tokenizers import TokenizerSpec, tokenize_with
 from ui.models import encoder, lm
 
 MAX_PRICE = 1000.0   # US dollars per million tokens; the dearest published prices are far below this

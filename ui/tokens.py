@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.tokens import Chip
-from engine.tokenizers import (ChatAnswer, TokenPiece, Tokenization, ask, compare_tokenizers, hex_bytes,
+from engine.tokens.tokenizers import (ChatAnswer, TokenPiece, Tokenization, ask, compare_tokenizers, hex_bytes,
                                smollm2_tokens, visible_text)
 from ui.models import encoder, lm
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from concepts.catalogue import load_catalogue
-from engine.jobs import Job, JobContext, job_registry
-from engine.tokens import decode_each
-from engine.tool_use import tool_probabilities, tool_round
+from engine.runtime.jobs import Job, JobContext, job_registry
+from engine.tokens.offsets import decode_each
+from engine.using.tool_use import tool_probabilities, tool_round
 from ui.models import lm
 
 ROUND_BUDGET_S = 120

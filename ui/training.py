@@ -2,7 +2,7 @@
 gradient work on SmolLM2 (one step on a private copy of its last block, gradient norms per layer, a
 loss-surface slice).
 
-A run is a job keyed by its RunConfig (engine.jobs): a rerun or a second reader with the same settings joins
+A run is a job keyed by its RunConfig (engine.runtime.jobs): a rerun or a second reader with the same settings joins
 it, and its finished result is kept in the registry's bounded store, so a share link shows the run at once.
 While it runs, every step it reports is kept in a small bounded store here, which the polling fragment draws
 as the loss curve grows.
@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.training import training_curves
-from engine.jobs import Job, JobState, job_registry
+from engine.runtime.jobs import Job, JobState, job_registry
 from engine.training.baby_gpt import BabyShape, build_model, parameter_count
 from engine.training.corpus import load_corpus
 from engine.training.lab import EvalPoint, RunConfig, RunResult, StepReport, train

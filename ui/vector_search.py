@@ -14,11 +14,11 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from engine.embeddings import embedding_matrix
-from engine.jobs import Job, job_registry
+from engine.inside.embeddings import embedding_matrix
+from engine.runtime.jobs import Job, job_registry
 from engine.retrieval.ann import BuiltIndex, IndexSpec, IndexStopped, Sweep, build_index, index_store, measure
 from engine.retrieval.chunks import ChunkIndex
-from engine.tokens import decode_each, token_ids, visible
+from engine.tokens.offsets import decode_each, token_ids, visible
 from ui.embeddings import normalized_embeddings
 from ui.models import lm
 

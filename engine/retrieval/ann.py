@@ -22,7 +22,7 @@ from typing import Callable, Hashable
 
 import numpy as np
 
-from engine.gate import configure_torch, model_work
+from engine.runtime.gate import configure_torch, model_work
 from engine.retrieval.exact import exact_neighbours_of_rows
 
 KINDS = ("hnsw", "ivf")

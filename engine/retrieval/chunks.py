@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.model_cache import cache_root
+from engine.model.model_cache import cache_root
 
 CHUNK_SIZES = (40, 80, 160)   # words; 160 words stay within MiniLM's 256-word-piece window for most prose
 DEFAULT_CHUNK_SIZE = 80

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.embeddings import cosine_scores, normalize_rows, top_k
+from engine.inside.embeddings import cosine_scores, normalize_rows, top_k
 
 METRICS = ("cosine", "dot", "euclidean")
 METRIC_NAMES = {"cosine": "Cosine similarity", "dot": "Dot product", "euclidean": "Euclidean distance"}

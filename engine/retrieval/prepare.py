@@ -3,7 +3,7 @@ pages open at once. Each index is kept on disk by a hash of the concept files' t
 the current text is left as it is, and a changed text re-encodes only its changed chunks."""
 import time
 
-from engine.encoder import embed_sentences, load_encoder
+from engine.model.encoder import embed_sentences, load_encoder
 from engine.retrieval.chunks import CHUNK_SIZES, build_chunk_index, load_chunk_index, read_concept_files
 
 

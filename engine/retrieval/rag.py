@@ -18,12 +18,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from engine.gate import model_work
-from engine.generation import generate
-from engine.live_model import LiveModel
+from engine.runtime.gate import model_work
+from engine.decoding.generation import generate
+from engine.model.live_model import LiveModel
 from engine.retrieval.chunks import Chunk
-from engine.tokenizers import chat_prompt
-from engine.tokens import token_ids
+from engine.tokens.tokenizers import chat_prompt
+from engine.tokens.offsets import token_ids
 
 Progress = Callable[[float, str], None]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.live_model import LiveModel
-from engine.traced import Interventions, trace
+from engine.model.live_model import LiveModel
+from engine.model.traced import Interventions, trace
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from engine.gate import cpu_gate
+from engine.runtime.gate import cpu_gate
 from engine.training.baby_gpt import BabyShape, build_model, loss_of, parameter_count, sample, set_training
 from engine.training.corpus import CharCorpus, load_corpus
 from engine.training.schedules import Schedule

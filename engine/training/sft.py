@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.gate import model_work
-from engine.live_model import LiveModel
+from engine.runtime.gate import model_work
+from engine.model.live_model import LiveModel
 from engine.training.lab import gated_training
 from engine.training.top_tuning import TopStack, frozen_input
 

@@ -11,7 +11,7 @@ one block moved by one gradient step.
 
 Gradient norms for every layer need a backward pass through all of SmolLM2. The shared module's parameters
 have autograd off and must stay that way, so a second module is built on the very same tensors (no copy, as
-the eager view in engine.live_model is) with autograd on; `torch.autograd.grad` returns the gradients without
+the eager view in engine.model.live_model is) with autograd on; `torch.autograd.grad` returns the gradients without
 storing them on any parameter, and nothing is ever written to a weight.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.gate import model_work
-from engine.live_model import LiveModel
+from engine.runtime.gate import model_work
+from engine.model.live_model import LiveModel
 from engine.training.lab import gated_training
 
 MAX_STEPS = 20

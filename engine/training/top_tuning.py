@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.gate import model_work
-from engine.live_model import LiveModel
+from engine.runtime.gate import model_work
+from engine.model.live_model import LiveModel
 from engine.training.lab import gated_training
 
 FROZEN_INPUTS = 128
@@ -302,7 +302,7 @@ def train_lora(lm: LiveModel, facts: list[Fact], control: Fact | None, *, rank: 
 
 
 def _encode(lm: LiveModel, text: str) -> list[int]:
-    from engine.tokens import token_ids
+    from engine.tokens.offsets import token_ids
     return token_ids(lm, text)
 
 

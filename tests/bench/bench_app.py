@@ -14,9 +14,9 @@ PROMPTS_32 = [f"Prompt number {i}: the quick brown fox jumps over the lazy dog w
 
 MEMORY_PROBE = """
 import psutil, os
-from engine.live_model import load_live_model
-from engine.encoder import load_encoder, embed_sentences
-from engine.generation import next_token_distribution
+from engine.model.live_model import load_live_model
+from engine.model.encoder import load_encoder, embed_sentences
+from engine.decoding.generation import next_token_distribution
 lm = load_live_model(); enc = load_encoder()
 next_token_distribution(lm, "warm up"); embed_sentences(enc, ["warm up"])
 print(psutil.Process(os.getpid()).memory_info().rss)
@@ -59,8 +59,8 @@ def next_token_page_latency() -> str:
 
 
 def run(lm):
-    from engine.generation import generate
-    from engine.tokens import token_ids
+    from engine.decoding.generation import generate
+    from engine.tokens.offsets import token_ids
 
     figures = [("prompt length used for latency (tokens)", str(len(token_ids(lm, PROMPTS_32[0]))))]
     figures.append(("next-token page rerun after a prompt change (server side)", next_token_page_latency()))

@@ -9,8 +9,8 @@ import time
 
 import torch
 
-from engine.attention import attention_step, capture, head_stats, pooled
-from engine.tokens import token_ids
+from engine.inside.attention import attention_step, capture, head_stats, pooled
+from engine.tokens.offsets import token_ids
 from tests.bench.timing import p50_p95_ms, timed
 
 BASE = ("The old lighthouse keeper climbed the stairs every evening, lit the lamp, and watched the ships pass "

@@ -22,7 +22,7 @@ def _once(fn) -> float:
 
 def _points_200(lm) -> np.ndarray:
     """The page's default 40 words plus grey context tokens: 200 vectors, as the page builds them."""
-    from engine.embeddings import embedding_matrix, map_words, word_vector
+    from engine.inside.embeddings import embedding_matrix, map_words, word_vector
 
     view = map_words(lm, GROUPS, method="pca", background=170)
     matrix = embedding_matrix(lm)
@@ -31,7 +31,7 @@ def _points_200(lm) -> np.ndarray:
 
 
 def run(lm) -> list[tuple[str, str]]:
-    from engine.embeddings import (embedding_matrix, map_words, neighbours, normalize_rows, project,
+    from engine.inside.embeddings import (embedding_matrix, map_words, neighbours, normalize_rows, project,
                                    solve_analogy)
 
     rows: list[tuple[str, str]] = []

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from engine.kv_cache import compare_generation, kv_cache_bytes, measure_cache_growth
-from engine.tokens import token_ids
+from engine.serving.kv_cache import compare_generation, kv_cache_bytes, measure_cache_growth
+from engine.tokens.offsets import token_ids
 from tests.bench.timing import p50_p95_ms
 
 PROMPT = ("The printing press changed Europe in a single lifetime. Around 1450 Johannes Gutenberg combined movable "

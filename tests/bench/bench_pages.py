@@ -19,7 +19,7 @@ def _clear_page_caches() -> None:
     the model loaders are kept, so the models stay loaded."""
     import sys
 
-    from engine import perplexity
+    from engine.model import perplexity
     from ui import models
 
     st.cache_data.clear()

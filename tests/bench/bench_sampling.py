@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import itertools
 
-from engine.generation import next_token_distribution
-from engine.sampling import sampling_filter
-from engine.tokens import decode, token_ids
+from engine.decoding.generation import next_token_distribution
+from engine.decoding.sampling import sampling_filter
+from engine.tokens.offsets import decode, token_ids
 from tests.bench.timing import p50_p95_ms, timed
 from tests.pages import open_page
 

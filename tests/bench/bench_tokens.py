@@ -1,7 +1,7 @@
 """Tokenizer speed on the default text, and server-side latency of the token pages (AppTest reruns)."""
 from __future__ import annotations
 
-from engine.tokenizers import SPECS, ask, count_question, tokenize_with
+from engine.tokens.tokenizers import SPECS, ask, count_question, tokenize_with
 from tests.bench.timing import p50_p95_ms, timed
 
 DEFAULT_TEXT = "Tokenization isn't magic: ChatGPT reads 'strawberry' as pieces. 🍓 東京 1234567"
@@ -14,7 +14,7 @@ def _us(times: list[float]) -> str:
 
 
 def run(lm) -> list[tuple[str, str]]:
-    from engine.encoder import load_encoder
+    from engine.model.encoder import load_encoder
     from tests.pages import open_page
 
     encoder = load_encoder()

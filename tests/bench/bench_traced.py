@@ -11,10 +11,10 @@ import statistics
 
 import torch
 
-from engine.attention import attention_step, capture
-from engine.gate import model_work
-from engine.tokens import token_ids
-from engine.traced import Interventions, trace
+from engine.inside.attention import attention_step, capture
+from engine.runtime.gate import model_work
+from engine.tokens.offsets import token_ids
+from engine.model.traced import Interventions, trace
 from tests.bench.bench_attention import text_of_64_tokens
 from tests.bench.timing import p50_p95_ms, timed
 

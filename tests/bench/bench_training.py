@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from engine.tokens import token_ids
+from engine.tokens.offsets import token_ids
 from engine.training.lab import OPTIMIZERS, SUGGESTED_LR, RunConfig, train, with_optimizer
 from engine.training.smollm_step import gradient_steps, layer_gradients, loss_slice
 

@@ -25,7 +25,7 @@ def quiet_streamlit() -> None:
 
 
 def main(selected: list[str]) -> None:
-    from engine.live_model import load_live_model
+    from engine.model.live_model import load_live_model
 
     quiet_streamlit()
 

@@ -1,0 +1,1 @@
+"""From logits to text: distributions, decoding strategies, sampling filters, penalties, loss and the measures that compare outputs."""

@@ -1,0 +1,1 @@
+"""How the server runs many readers: jobs, the one CPU gate, bounded memory."""
