@@ -144,6 +144,11 @@ class JobRegistry:
         with self._lock:
             return self._queue.index(job) if job in self._queue else 0
 
+    def active(self) -> list[Job]:
+        """The queued and running jobs, oldest first (a snapshot)."""
+        with self._lock:
+            return sorted(self._active.values(), key=lambda job: job.submitted_at)
+
     @property
     def stored_bytes(self) -> int:
         with self._lock:
