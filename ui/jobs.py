@@ -36,9 +36,8 @@ def _progress(key, what: str) -> None:
                               "is free." if ahead else f"Starting the {what}...")
     else:
         st.progress(job.fraction, text=job.message or f"Running the {what}...")
-    left, _ = st.columns([1, 4])
-    left.button("Stop here", key=f"stop-{abs(hash(key))}", icon=":material/stop_circle:",
-                on_click=job.request_stop, disabled=job.stop_requested,
-                help="Ends the run at its next step and shows what was measured so far.")
+    st.button("Stop here", key=f"stop-{abs(hash(key))}", icon=":material/stop_circle:",
+              on_click=job.request_stop, disabled=job.stop_requested, width="content",
+              help="Ends the run at its next step and shows what was measured so far.")
     st.caption(f"Runs on the server: you may move on and come back, and a reader who opens the same link "
                f"joins this run rather than starting another. Budget {job.budget_s:.0f} s.")
