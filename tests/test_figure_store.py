@@ -51,11 +51,11 @@ def test_the_store_is_bounded_in_entries_and_in_bytes():
     store = FigureStore(max_entries=3, max_bytes=10_000)
     for n in range(5):
         store.get_or_build(builder, (n,), {})
-    assert len(store._items) == 3
+    assert len(store._figures) == 3
     big = [np.zeros(1000, dtype=np.float32) + k for k in range(4)]   # 4,000 bytes each
     for array in big:
         store.get_or_build(builder, (array,), {})
-    assert store._bytes <= 10_000
+    assert store._figures.total_bytes <= 10_000
 
 
 def test_an_argument_it_cannot_fingerprint_is_refused_rather_than_guessed():

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import threading
-from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+
+from engine.runtime.bounded import BoundedLRU
 
 MAX_FIGURES = 256
 MAX_FIGURE_BYTES = 96 * 2**20   # measured by the inputs' size, which a figure's own data roughly matches
@@ -97,10 +97,7 @@ class FigureStore:
     """Built figures by fingerprint, least recently used out first, bounded in entries and input bytes."""
 
     def __init__(self, max_entries: int = MAX_FIGURES, max_bytes: int = MAX_FIGURE_BYTES):
-        self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._bytes = 0
-        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._figures = BoundedLRU(max_entries, max_bytes)
 
     def get_or_build(self, builder: Callable, args: tuple, kwargs: dict):
         fp = _Fingerprint()
@@ -108,18 +105,10 @@ class FigureStore:
         fp.add(args)
         fp.add(kwargs)
         key = fp.digest.hexdigest()
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key][0]
-        built = builder(*args, **kwargs)   # outside the lock: two sessions may build at once; both are right
-        with self._lock:
-            if key not in self._items:
-                self._items[key] = (built, fp.bytes)
-                self._bytes += fp.bytes
-            while len(self._items) > 1 and (len(self._items) > self.max_entries or self._bytes > self.max_bytes):
-                _, (_, size) = self._items.popitem(last=False)
-                self._bytes -= size
+        built = self._figures.get(key)
+        if built is None:
+            built = builder(*args, **kwargs)   # two sessions may build the same figure at once; both are right
+            self._figures.put(key, built, size=fp.bytes)
         return built
 
 

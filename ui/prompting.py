@@ -7,13 +7,13 @@ order share one result. Jobs are keyed by their inputs: a shared link joins or r
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
 import streamlit as st
 
+from engine.runtime.bounded import BoundedLRU
 from engine.runtime.jobs import Job, JobContext, job_registry
 from engine.model.live_model import LiveModel
 from engine.using.prompting import (Condition, ItemScores, ReasoningRun, choose_demonstrations, load_questions,
@@ -36,7 +36,7 @@ def text_scores(task_key: str, verbalizer: str, k: int, seed: int, text: str) ->
     return score_text(lm(), load_tasks()[task_key], verbalizer, k, seed, text)
 
 
-class _ConditionStore:
+class _ConditionStore(BoundedLRU):
     """Scored conditions by (task, answer words, exact demonstrations), least recently used out first.
 
     A condition being scored is claimed, so a second job that needs it (the sweep, while the labelled-set job
@@ -44,37 +44,23 @@ class _ConditionStore:
     """
 
     def __init__(self, max_entries: int = 96):
-        self._items: OrderedDict = OrderedDict()
+        super().__init__(max_entries)
         self._pending: dict = {}
-        self._lock = threading.Lock()
-        self.max_entries = max_entries
+        self._claims = threading.Lock()
 
     def claim(self, key) -> threading.Event | None:
         """None if the caller now owns `key` (it must `release` it); else the event its owner will set."""
-        with self._lock:
+        with self._claims:
             if key in self._pending:
                 return self._pending[key]
             self._pending[key] = threading.Event()
             return None
 
     def release(self, key) -> None:
-        with self._lock:
+        with self._claims:
             event = self._pending.pop(key, None)
         if event is not None:
             event.set()
-
-    def get(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            return None
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
 
 
 @st.cache_resource(show_spinner=False)

@@ -9,8 +9,6 @@ as the loss curve grows.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -19,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from charts.training import training_curves
+from engine.runtime.bounded import BoundedLRU
 from engine.runtime.jobs import Job, JobState, job_registry
 from engine.training.baby_gpt import BabyShape, build_model, parameter_count
 from engine.training.corpus import load_corpus
@@ -44,23 +43,16 @@ class LiveCurve:
     evals: list[EvalPoint] = field(default_factory=list)
 
 
-class _LiveStore:
+class _LiveStore(BoundedLRU):
     """Partial curves of running jobs, by job key; bounded, oldest dropped first."""
 
     def __init__(self):
-        self._curves: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
+        super().__init__(LIVE_RUNS)
 
     def start(self, key) -> LiveCurve:
-        with self._lock:
-            curve = self._curves[key] = LiveCurve()
-            while len(self._curves) > LIVE_RUNS:
-                self._curves.popitem(last=False)
-            return curve
-
-    def get(self, key) -> LiveCurve | None:
-        with self._lock:
-            return self._curves.get(key)
+        curve = LiveCurve()
+        self.put(key, curve)
+        return curve
 
 
 @st.cache_resource(show_spinner=False)

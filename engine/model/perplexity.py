@@ -8,8 +8,6 @@ a slider that only reshapes the chart, runs no forward pass.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch
 
 from engine.model.live_model import LiveModel
 from engine.model.traced import Interventions, trace
+from engine.runtime.bounded import BoundedLRU
 
 CACHE_ENTRIES = 256
 
@@ -43,32 +42,7 @@ class Perplexity:
         return float(self.token_top1.mean()) if self.token_top1.size else float("nan")
 
 
-class _Bounded:
-    """A small thread-safe LRU map: sessions on different threads read and fill it at once."""
-
-    def __init__(self, entries: int):
-        self._entries, self._items, self._lock = entries, OrderedDict(), threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._entries:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_cache = _Bounded(CACHE_ENTRIES)
+_cache = BoundedLRU(CACHE_ENTRIES)   # shared by every session's thread
 
 
 def scores_from_logits(ids: list[int] | tuple[int, ...], logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

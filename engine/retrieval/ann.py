@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Hashable
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from engine.runtime.gate import configure_torch, model_work
 from engine.retrieval.exact import exact_neighbours_of_rows
+from engine.runtime.bounded import BoundedLRU
 
 KINDS = ("hnsw", "ivf")
 KIND_NAMES = {"hnsw": "HNSW graph", "ivf": "IVF clusters"}
@@ -247,31 +247,12 @@ def measure(built: BuiltIndex, unit_vectors: np.ndarray, k: int, progress: Progr
                  build_seconds=built.seconds, index_bytes=built.bytes, complete=len(values) == len(grid))
 
 
-class IndexStore:
+class IndexStore(BoundedLRU):
     """Built indexes by key, least recently used out first. An index over the token embeddings holds a copy
     of the 49,152 x 576 vectors (113 MB), so only a few are kept."""
 
     def __init__(self, max_entries: int = 3):
-        self._items: OrderedDict[Hashable, BuiltIndex] = OrderedDict()
-        self._lock = threading.Lock()
-        self.max_entries = max_entries
-
-    def get(self, key: Hashable) -> BuiltIndex | None:
-        with self._lock:
-            built = self._items.get(key)
-            if built is not None:
-                self._items.move_to_end(key)
-            return built
-
-    def put(self, key: Hashable, built: BuiltIndex) -> None:
-        with self._lock:
-            self._items[key] = built
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
+        super().__init__(max_entries)
 
 
 _store: IndexStore | None = None
