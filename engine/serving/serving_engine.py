@@ -381,7 +381,7 @@ def serve(lm: LiveModel, prefix_ids: list[int], suffixes: list[list[int]], max_n
                                   r.finished_s if r.finished_s is not None else end) for r in requests)
     return EngineRun(options=options, prompt_lengths=tuple(len(r.prompt) for r in requests),
                      prefix_tokens=len(prefix_ids), requests=results, total_s=end, forward_passes=engine.passes,
-                     positions_fed=engine.inside.positions, padding_fed=engine.padding, drafted=engine.drafted,
+                     positions_fed=engine.positions, padding_fed=engine.padding, drafted=engine.drafted,
                      accepted=engine.accepted, stopped_early=engine.stopped, measured_at=time.time())
 
 
