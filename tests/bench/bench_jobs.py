@@ -16,11 +16,13 @@ import time
 from concepts import load_catalogue
 from engine.runtime.jobs import Job, cancel_all_jobs, job_registry
 
-JOB_PAGES = ("pretraining", "hyperparameters", "optimizers", "lora", "sft", "dpo", "rlhf", "constitutional-ai",
-             "agents", "rag", "prompt-injection")
+# Each page with the link state that starts its default job (lora and sft train only once switched on).
+JOB_PAGES = (("pretraining", {}), ("hyperparameters", {}), ("optimizers", {}), ("lora", {"train": "true"}),
+             ("sft", {"train": "true"}), ("dpo", {}), ("rlhf", {}), ("constitutional-ai", {}), ("agents", {}),
+             ("rag", {}), ("prompt-injection", {}))
 WAIT_S = 240
 # Two readers' training runs (settings no default run uses, so both really train) and a third reader's page.
-TRAINING_READERS = (("lora", {"rank": "4"}), ("sft", {"steps": "12"}))
+TRAINING_READERS = (("lora", {"train": "true", "rank": "4"}), ("sft", {"train": "true", "steps": "12"}))
 THIRD_READER = "temperature"
 
 
@@ -50,9 +52,9 @@ def run(lm) -> list[tuple[str, str]]:
 
     live = {c.slug for c in load_catalogue().live}
     rows = []
-    for slug in (s for s in JOB_PAGES if s in live):
+    for slug, params in ((s, p) for s, p in JOB_PAGES if s in live):
         cancel_all_jobs()
-        jobs = _page_jobs(slug)
+        jobs = _page_jobs(slug, params)
         _wait(jobs)
         if not jobs:
             rows.append((f"{slug}: default job", "none started (the result was already stored)"))
