@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh requirements-dev.txt
 # Two workers, one test file each at a time (--dist loadfile keeps a file's module fixtures in one process):
-# on 2 cores the suite took 31 min this way, for 55 min of CPU time.
+# on 2 cores the suite took 25-31 min this way, for 45-55 min of CPU time.
 exec .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
