@@ -3,13 +3,12 @@
 sampled answers as a job."""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 
+from engine.runtime.bounded import BoundedLRU
 from engine.runtime.jobs import Job, JobContext, job_registry
 from engine.using.chat_template import RenderedChat, render, render_tokens
 from engine.using.prompt_injection import (Defences, SampledComparison, Screening, continuation_logprobs,
@@ -60,30 +59,22 @@ def setting(defences: Defences, attacked_doc: str, clean_doc: str, threshold: fl
 
 
 @st.cache_resource(max_entries=1)
-def _forced_store() -> tuple[OrderedDict, threading.Lock]:
-    return OrderedDict(), threading.Lock()
+def _forced_store() -> BoundedLRU:
+    return BoundedLRU(MAX_FORCED)
 
 
 def forced_logprobs(pairs: list[tuple[str, str]]) -> list[np.ndarray]:
     """Per-token log-probabilities of each continuation after its prompt; the pairs not yet known to this server
     are measured together in one batched pass, the rest read from a bounded store (read-only arrays)."""
-    store, lock = _forced_store()
-    with lock:
-        missing = list(dict.fromkeys(p for p in pairs if p not in store))
+    store = _forced_store()
+    known = {pair: store.get(pair) for pair in dict.fromkeys(pairs)}
+    missing = [pair for pair, value in known.items() if value is None]
     if missing:
-        values = continuation_logprobs(lm(), missing)
-        with lock:
-            for pair, value in zip(missing, values):
-                value.setflags(write=False)
-                store[pair] = value
-            while len(store) > MAX_FORCED:
-                store.popitem(last=False)
-    with lock:
-        out = []
-        for p in pairs:
-            store.move_to_end(p)
-            out.append(store[p])
-        return out
+        for pair, value in zip(missing, continuation_logprobs(lm(), missing)):
+            value.setflags(write=False)
+            store.put(pair, value)
+            known[pair] = value
+    return [known[pair] for pair in pairs]
 
 
 def sampling_job(settings: list[Setting], marker: str, keyword: str, n: int, max_new_tokens: int) -> Job:
