@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from engine.inside.flash_attention import sweep_lengths
 from engine.runtime.gate import model_work
 from engine.serving.kv_cache import cache_tensor_bytes, kv_cache_bytes, live_element_size, live_spec
 from engine.model.live_model import LiveModel
@@ -68,13 +69,8 @@ class ContextCosts:
 
 
 def cost_lengths(longest: int, cap: int, shortest: int = 128) -> list[int]:
-    """Doubling lengths from `shortest` up to min(longest, cap)."""
-    top = max(shortest, min(int(longest), int(cap)))
-    lengths, n = [], shortest
-    while n <= top:
-        lengths.append(n)
-        n *= 2
-    return lengths
+    """Doubling lengths from `shortest` up to min(longest, cap) (the same ladder as the FlashAttention sweep)."""
+    return sweep_lengths(longest, cap, shortest)
 
 
 def filler_ids(lm: LiveModel, length: int) -> list[int]:
