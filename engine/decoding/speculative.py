@@ -26,6 +26,7 @@ import torch
 from engine.runtime.gate import model_work
 from engine.model.live_model import LiveModel
 from engine.model.traced import Interventions, trace
+from engine.serving.prompt_cache import shared_prefix_length
 
 LOOKUP = "lookup"
 EARLY_EXIT = "early-exit"
@@ -60,12 +61,7 @@ def early_exit_draft(lm: LiveModel, context: list[int], exit_layer: int, k: int)
 
 def accepted_prefix(drafted: list[int], targets: list[int]) -> int:
     """How many drafted tokens greedy accepts: the longest prefix equal to the full model's own choices."""
-    count = 0
-    for d, t in zip(drafted, targets):
-        if d != t:
-            break
-        count += 1
-    return count
+    return shared_prefix_length(drafted, targets)
 
 
 @dataclass(frozen=True)
